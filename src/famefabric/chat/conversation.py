@@ -1,0 +1,103 @@
+"""Conversation state and the history window, free of I/O.
+
+A conversation is a system prompt plus a history of user and assistant
+messages. A turn sends ``[system] + history + [user]`` to the model; when the
+model answers, the user message and the reply are appended together and the
+history is trimmed to the last ``2 * max_history_length`` messages, so that
+``max_history_length`` past exchanges are kept and sent.
+
+An empty (or whitespace-only) user message asks the assistant to speak
+without new input: it is neither sent nor stored, only the reply is stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant. Answer clearly and concisely."
+DEFAULT_MAX_HISTORY_LENGTH = 10
+
+Role = Literal["system", "user", "assistant"]
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    """One message of a conversation, as sent to the model."""
+
+    role: Role
+    content: str
+
+    def to_dict(self) -> dict[str, str]:
+        """Return the message in the Chat Completions wire shape."""
+        return {"role": self.role, "content": self.content}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, str]) -> ChatMessage:
+        """Build a message from its wire shape.
+
+        Raises:
+            ValueError: the role is not one of system, user, assistant.
+        """
+        role = data.get("role")
+        if role not in ("system", "user", "assistant"):
+            raise ValueError(f"unknown message role {role!r}; expected system, user or assistant")
+        return cls(role=role, content=str(data.get("content", "")))
+
+
+def is_blank(text: str) -> bool:
+    """Tell whether a user message carries no input (empty or whitespace only)."""
+    return not text.strip()
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationState:
+    """The stored state of one conversation.
+
+    ``version`` counts committed turns; stores use it to refuse a commit made
+    against a state that changed meanwhile.
+    """
+
+    conversation_id: str
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    max_history_length: int = DEFAULT_MAX_HISTORY_LENGTH
+    history: tuple[ChatMessage, ...] = field(default_factory=tuple)
+    version: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.conversation_id:
+            raise ValueError("conversation id must be a non-empty string")
+        if self.max_history_length < 1:
+            raise ValueError(f"max_history_length={self.max_history_length!r} must be at least 1")
+
+    @property
+    def max_messages(self) -> int:
+        """How many history messages are kept and sent: two per exchange."""
+        return 2 * self.max_history_length
+
+    def request_messages(self, user_message: str) -> list[ChatMessage]:
+        """Return what the model receives for a turn with ``user_message``."""
+        messages = [ChatMessage("system", self.system_prompt)]
+        messages.extend(self.history[-self.max_messages :])
+        if not is_blank(user_message):
+            messages.append(ChatMessage("user", user_message))
+        return messages
+
+    def with_turn(self, user_message: str, reply: str) -> ConversationState:
+        """Return the state after a successful turn, trimmed to the window."""
+        added = turn_messages(user_message, reply)
+        history = (*self.history, *added)[-self.max_messages :]
+        return replace(self, history=history, version=self.version + 1)
+
+
+def turn_messages(user_message: str, reply: str) -> tuple[ChatMessage, ...]:
+    """Return the messages one turn appends to the history."""
+    if is_blank(user_message):
+        return (ChatMessage("assistant", reply),)
+    return (ChatMessage("user", user_message), ChatMessage("assistant", reply))
+
+
+def trim(history: Sequence[ChatMessage], max_messages: int) -> tuple[ChatMessage, ...]:
+    """Keep the last ``max_messages`` messages of ``history``."""
+    return tuple(history[-max_messages:]) if max_messages > 0 else ()

@@ -1,0 +1,121 @@
+"""The WebSocket transport, over the ``websockets`` asyncio API.
+
+The only module that imports ``websockets`` for moving messages. It sends
+every message as a binary frame (PROTOCOL.md §2.3: text frames break the
+reference), accepts text frames too, and maps the library's exceptions onto
+:class:`famefabric.errors.ConnectionClosed`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import websockets
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as ws_connect
+from websockets.asyncio.connection import Connection
+from websockets.exceptions import ConnectionClosed as WSConnectionClosed
+from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI
+
+from famefabric.errors import ConnectionClosed
+from famefabric.protocol.frames import MAX_ENVELOPE_BYTES
+
+# Incoming limit: a little above the envelope limit, so that an oversize
+# envelope reaches the application (which answers it) instead of killing the link.
+MAX_MESSAGE_BYTES = 4 * MAX_ENVELOPE_BYTES
+
+
+@contextmanager
+def _map_closed(description: str) -> Iterator[None]:
+    try:
+        yield
+    except WSConnectionClosed as exc:
+        rcvd = exc.rcvd
+        code = rcvd.code if rcvd is not None else None
+        reason = rcvd.reason if rcvd is not None else ""
+        text = f"connection to {description} closed"
+        if code is not None:
+            text += f" (code {code}{': ' + reason if reason else ''})"
+        raise ConnectionClosed(text, code=code, reason=reason) from exc
+
+
+class WebSocketTransport:
+    """A :class:`~famefabric.transport.base.Transport` over one WebSocket connection."""
+
+    __slots__ = ("_connection", "_description")
+
+    def __init__(self, connection: Connection, *, description: str) -> None:
+        self._connection = connection
+        self._description = description
+
+    @property
+    def description(self) -> str:
+        """The far end, e.g. the URL dialled or the peer's address."""
+        return self._description
+
+    @property
+    def connection(self) -> Connection:
+        """The underlying ``websockets`` connection."""
+        return self._connection
+
+    async def send(self, message: bytes) -> None:
+        """Send one binary message.
+
+        Raises:
+            ConnectionClosed: the connection is closed or closing.
+        """
+        with _map_closed(self._description):
+            await self._connection.send(message)
+
+    async def receive(self) -> bytes | str:
+        """Wait for the next message.
+
+        Raises:
+            ConnectionClosed: the connection closed.
+        """
+        with _map_closed(self._description):
+            return await self._connection.recv()
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close with ``code`` and ``reason``; idempotent."""
+        await self._connection.close(code, reason)
+
+
+async def connect(
+    url: str, *, open_timeout: float = 10.0, compression: bool = False
+) -> WebSocketTransport:
+    """Open a WebSocket to ``url`` and wrap it.
+
+    Compression is off by default: envelopes are small and the links are
+    usually local, where deflate costs more CPU than it saves.
+
+    Raises:
+        ConnectionClosed: the server cannot be reached or refused the handshake;
+            the message names the URL and the cause.
+    """
+    try:
+        connection: ClientConnection = await ws_connect(
+            url,
+            open_timeout=open_timeout,
+            max_size=MAX_MESSAGE_BYTES,
+            compression="deflate" if compression else None,
+            ping_interval=20,
+            ping_timeout=20,
+            max_queue=256,
+            user_agent_header=f"famefabric websockets/{websockets.__version__}",
+        )
+    except InvalidStatus as exc:
+        status = exc.response.status_code
+        raise ConnectionClosed(
+            f"cannot attach to {url}: the server refused the WebSocket handshake with HTTP {status}",
+            reason=f"HTTP {status}",
+        ) from exc
+    except InvalidURI as exc:
+        raise ConnectionClosed(
+            f"cannot attach to {url}: not a valid WebSocket URL ({exc})"
+        ) from exc
+    except (OSError, InvalidHandshake, TimeoutError) as exc:
+        cause = str(exc) or type(exc).__name__
+        raise ConnectionClosed(f"cannot connect to {url}: {cause}") from exc
+    return WebSocketTransport(connection, description=url)
