@@ -41,9 +41,9 @@ class ChatMessage:
             ValueError: the role is not one of system, user, assistant.
         """
         role = data.get("role")
-        if role not in ("system", "user", "assistant"):
-            raise ValueError(f"unknown message role {role!r}; expected system, user or assistant")
-        return cls(role=role, content=str(data.get("content", "")))
+        if role == "system" or role == "user" or role == "assistant":
+            return cls(role=role, content=str(data.get("content", "")))
+        raise ValueError(f"unknown message role {role!r}; expected system, user or assistant")
 
 
 def is_blank(text: str) -> bool:
