@@ -11,7 +11,8 @@ from __future__ import annotations
 import hashlib
 import os
 import random
-from datetime import UTC, datetime
+import time
+from datetime import datetime
 from functools import lru_cache
 
 ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -24,9 +25,16 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=lambda: _random.seed(os.urandom(32)))
 
 
+# Each random byte picks a character through this table. Bytes 248-255 favour
+# the first eight characters slightly; an id still carries about 95 random
+# bits, and this is ~25 times faster than drawing characters one by one
+# (ids are made several times per message).
+_BYTE_TO_CHAR = bytes(ord(ALPHABET[value % len(ALPHABET)]) for value in range(256))
+
+
 def new_id() -> str:
     """Return a fresh 16-character id."""
-    return "".join(_random.choices(ALPHABET, k=ID_LENGTH))
+    return _random.randbytes(ID_LENGTH).translate(_BYTE_TO_CHAR).decode("ascii")
 
 
 def base62(data: bytes) -> str:
@@ -45,7 +53,17 @@ def source_id(physical_path: str) -> str:
     return base62(hashlib.sha256(physical_path.encode()).digest()[:16])
 
 
+_second_prefix: tuple[int, str] = (-1, "")
+
+
 def timestamp(now: datetime | None = None) -> str:
     """Return an RFC 3339 UTC timestamp with millisecond precision and a ``Z`` suffix."""
-    moment = now or datetime.now(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    if now is not None:
+        return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+    # Every envelope gets one: format the date once per second, not per call.
+    global _second_prefix
+    clock = time.time()
+    second = int(clock)
+    if _second_prefix[0] != second:
+        _second_prefix = (second, time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second)))
+    return f"{_second_prefix[1]}{int((clock - second) * 1000):03d}Z"

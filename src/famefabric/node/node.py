@@ -1,0 +1,586 @@
+"""A node: one process attached to a sentinel (PROTOCOL.md §5).
+
+:class:`Node` is the public face: it attaches on ``async with``, serves the
+addresses bound to it and calls others. It composes the parts that do the
+work, each in its own module:
+
+* :class:`~famefabric.node.supervisor.Supervisor` connects, runs each
+  connection's reader and heartbeat, and reconnects with backoff;
+* :class:`~famefabric.node.inbound.Inbound` routes what arrives: replies to
+  :class:`~famefabric.node.rpc.RpcClient`'s pending calls, control acks to the
+  :class:`~famefabric.node.binder.Binder`, requests to bound handlers;
+* :class:`~famefabric.node.outbox.Outbox` sends application envelopes now, or
+  queues them while disconnected.
+
+Every task the node starts lives in its :class:`asyncio.TaskGroup`, entered
+by ``__aenter__`` and left by ``__aexit__``; :meth:`Node.close` cancels them.
+Envelopes for the node's own addresses never touch the wire: the sentinel
+would refuse to route them back to their sender (§7.2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from types import TracebackType
+from typing import Any, Literal, TypeVar
+
+import orjson
+
+from famefabric.envelope_log import EnvelopePrinter
+from famefabric.errors import (
+    ConfigurationError,
+    ConnectionClosed,
+    FabricError,
+    JSONValue,
+    LocalProtocolError,
+    ProtocolError,
+    RemoteProtocolError,
+)
+from famefabric.node import wire
+from famefabric.node.backoff import backoff_delays
+from famefabric.node.binder import Binder
+from famefabric.node.correlation import PendingCall
+from famefabric.node.dispatch import Binding, Handler
+from famefabric.node.inbound import Inbound
+from famefabric.node.link import Connector, close_quietly
+from famefabric.node.outbox import Outbox, dumps
+from famefabric.node.rpc import RpcClient, Stream, link_lost_error
+from famefabric.node.supervisor import NodeEvent, Supervisor, Timing
+from famefabric.protocol.address import RPC_PARTICIPANT_PREFIX, parse_address
+from famefabric.protocol.codec import envelope_from_dict, envelope_to_dict
+from famefabric.protocol.frames import (
+    Envelope,
+)
+from famefabric.protocol.ids import new_id, timestamp
+from famefabric.transport import websocket
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+DEFAULT_ADMISSION_URL = "ws://127.0.0.1:8000/fame/v1/attach/ws/downstream"
+HANDLER_SHUTDOWN_TIMEOUT = 5.0
+"""Seconds ``close`` waits for cancelled handlers to finish."""
+
+_SYSTEM_ID = re.compile(r"[A-Za-z0-9._-]+")
+
+
+class Node:
+    """A process attached to a sentinel: serves bound addresses and calls others.
+
+    Use it as an async context manager; entering connects and attaches,
+    leaving closes (code 1000). All arguments are keyword-only and optional.
+
+    Args:
+        admission_url: the attach URL without the system id (the value of
+            ``FAME_DIRECT_ADMISSION_URL``); ``/<system_id>`` is appended.
+        connect: opens a transport to a URL (default: a WebSocket).
+        system_id: this node's id; by default a fresh random id, so two
+            copies of one program never collide (§3.2).
+        accepted_logicals: logical domains announced in ``NodeAttach``.
+        heartbeat_interval: seconds between heartbeats (§5.5).
+        heartbeat_timeout: seconds without a heartbeat ack, or without any
+            message, after which the connection is given up.
+        max_initial_attempts: connection attempts before ``__aenter__``
+            fails; 0 means forever.
+        reconnect: reconnect after losing an established connection.
+        default_timeout: seconds a call, or a stream per item, waits by default.
+        show_envelopes: print every envelope sent and received.
+        printer: the printer used when ``show_envelopes`` is set.
+        backoff: returns a fresh iterator of delays before reconnect
+            attempts; when it runs out the node stops retrying.
+        max_queued: envelopes kept while disconnected, to flush after re-attach.
+        attach_timeout: seconds to wait for ``NodeAttachAck`` (§5.1).
+
+    Raises:
+        ConfigurationError: an argument has an invalid value.
+    """
+
+    def __init__(
+        self,
+        *,
+        admission_url: str | None = None,
+        connect: Connector | None = None,
+        system_id: str | None = None,
+        accepted_logicals: Sequence[str] = ("*",),
+        heartbeat_interval: float = 15.0,
+        heartbeat_timeout: float = 30.0,
+        max_initial_attempts: int = 1,
+        reconnect: bool = True,
+        default_timeout: float = 30.0,
+        show_envelopes: bool = False,
+        printer: EnvelopePrinter | None = None,
+        backoff: Callable[[], Iterator[float]] | None = None,
+        max_queued: int = 512,
+        attach_timeout: float = 10.0,
+    ) -> None:
+        base = DEFAULT_ADMISSION_URL if admission_url is None else admission_url
+        _check_options(
+            base,
+            default_connect=connect is None,
+            system_id=system_id,
+            seconds={
+                "heartbeat_interval": heartbeat_interval,
+                "heartbeat_timeout": heartbeat_timeout,
+                "default_timeout": default_timeout,
+                "attach_timeout": attach_timeout,
+            },
+            counts={"max_initial_attempts": max_initial_attempts, "max_queued": max_queued},
+        )
+        self.system_id: str = system_id or new_id()
+        """This node's system id, the last segment of its physical path."""
+        url = f"{base.rstrip('/')}/{self.system_id}"
+        self._reconnect = reconnect
+        self._rpc = RpcClient(
+            submit=self._submit, send_notice=self._send_notice, default_timeout=default_timeout
+        )
+        self._binder = Binder(system_id=self.system_id)
+        self._bindings = self._binder.bindings
+        self._outbox = Outbox(max_queued=max_queued, inbox_id=self._rpc.inbox_id)
+        self._inbound = Inbound(
+            system_id=self.system_id,
+            bindings=self._bindings,
+            rpc=self._rpc,
+            binder=self._binder,
+            spawn=self._spawn_quietly,
+            send=self._send_quietly,
+        )
+        self._supervisor = Supervisor(
+            url=url,
+            system_id=self.system_id,
+            connect=connect or websocket.connect,
+            accepted_logicals=accepted_logicals,
+            timing=Timing(
+                heartbeat_interval=heartbeat_interval,
+                heartbeat_timeout=heartbeat_timeout,
+                attach_timeout=attach_timeout,
+                max_initial_attempts=max_initial_attempts,
+                reconnect=reconnect,
+                backoff=backoff or backoff_delays,
+            ),
+            printer=(printer or EnvelopePrinter(label=self.system_id)) if show_envelopes else None,
+            inbound=self._inbound,
+            binder=self._binder,
+            outbox=self._outbox,
+            rpc=self._rpc,
+            emit=self._emit,
+            spawn=self._spawn_quietly,
+        )
+        self._listeners: list[Callable[[NodeEvent], None]] = []
+        self._state: Literal["new", "running", "closing", "closed"] = "new"
+        self._tg: asyncio.TaskGroup | None = None
+        self._owner: asyncio.Task[Any] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._runner: asyncio.Task[None] | None = None
+
+    # -- public state ---------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """The URL this node attaches to (admission URL + system id)."""
+        return self._supervisor.url
+
+    @property
+    def assigned_path(self) -> str | None:
+        """The physical path the sentinel assigned (the last one, while disconnected)."""
+        return self._supervisor.path
+
+    @property
+    def sentinel_id(self) -> str | None:
+        """The system id of the sentinel this node attached to last."""
+        return self._supervisor.sentinel_id
+
+    @property
+    def routing_epoch(self) -> str | None:
+        """The last routing epoch announced by the sentinel (§5.6)."""
+        return self._supervisor.epoch
+
+    @property
+    def is_attached(self) -> bool:
+        """Tell whether the node has a live, attached connection now."""
+        link = self._supervisor.link
+        return link is not None and not link.is_lost
+
+    @property
+    def pending_calls(self) -> int:
+        """How many calls and streams are waiting for replies."""
+        return len(self._rpc.pending)
+
+    @property
+    def reply_address(self) -> str | None:
+        """This node's RPC inbox ``__rpc__<id>@<assignedPath>`` (recomputed at each attach)."""
+        path = self._supervisor.path
+        if path is None:
+            return None
+        return f"{RPC_PARTICIPANT_PREFIX}{self._rpc.inbox_id}@{path}"
+
+    def add_listener(self, callback: Callable[[NodeEvent], None]) -> None:
+        """Call ``callback`` on every :class:`NodeEvent`; it must not block."""
+        self._listeners.append(callback)
+
+    # -- lifecycle ------------------------------------------------------------
+
+    async def __aenter__(self) -> Node:
+        """Connect and attach.
+
+        Raises:
+            ConnectionClosed: the sentinel could not be reached or refused the
+                attach after ``max_initial_attempts`` attempts; names the URL.
+        """
+        if self._state != "new":
+            raise FabricError(f"node {self.system_id} was already started; create a new Node")
+        self._state = "running"
+        self._tg = asyncio.TaskGroup()
+        await self._tg.__aenter__()
+        self._owner = asyncio.current_task()
+        try:
+            link = await self._supervisor.first_attach()
+        except BaseException:
+            self._state = "closed"
+            tg, self._tg = self._tg, None
+            await tg.__aexit__(None, None, None)
+            raise
+        self._supervisor.install(link)
+        self._runner = self._tg.create_task(self._supervisor.run(link))
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+        tg = self._tg
+        if tg is not None and asyncio.current_task() is self._owner:
+            self._tg = None
+            # Every task has finished by now. Hand the group only a cancellation,
+            # so that an exception from the body propagates as itself rather
+            # than wrapped in an ExceptionGroup.
+            if exc_type is not None and issubclass(exc_type, asyncio.CancelledError):
+                await tg.__aexit__(exc_type, exc, tb)
+            else:
+                await tg.__aexit__(None, None, None)
+
+    async def close(self) -> None:
+        """Close the connection (code 1000) and stop every task; idempotent.
+
+        Calls still waiting fail with :class:`ConnectionClosed`; handlers
+        still running are cancelled.
+        """
+        if self._state != "running":
+            self._state = "closed" if self._state == "new" else self._state
+            return
+        self._state = "closing"
+        closed = ConnectionClosed(f"node {self.system_id} closed", code=1000)
+        if self._runner is not None:
+            self._runner.cancel()
+        link = self._supervisor.stop()
+        self._rpc.fail_all(f"node {self.system_id} closed")
+        self._binder.fail(None, closed)
+        self._outbox.clear()
+        if link is not None:
+            link.give_up(closed)
+            await close_quietly(link.transport, 1000, "normal closure")
+        current = asyncio.current_task()
+        tasks = [t for t in (*self._tasks, self._runner) if t is not None and t is not current]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            _, stuck = await asyncio.wait(tasks, timeout=HANDLER_SHUTDOWN_TIMEOUT)
+            if stuck:
+                log.warning("node %s: %d tasks ignored cancellation", self.system_id, len(stuck))
+        self._state = "closed"
+        log.info("node %s closed", self.system_id)
+        self._emit(NodeEvent("disconnected", "node closed"))
+
+    def spawn(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        """Run ``coro`` in the node's task group; it is cancelled when the node closes.
+
+        Raises:
+            ConnectionClosed: the node is not running.
+        """
+        if self._tg is None or self._state != "running":
+            coro.close()
+            raise ConnectionClosed(f"cannot start a task: node {self.system_id} is not running")
+        task = self._tg.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _spawn_quietly(self, coro: Coroutine[Any, Any, None]) -> None:
+        try:
+            self.spawn(coro)
+        except (ConnectionClosed, RuntimeError):
+            coro.close()
+
+    def _emit(self, event: NodeEvent) -> None:
+        for callback in list(self._listeners):
+            try:
+                callback(event)
+            except Exception:
+                log.exception("node event listener %r failed", callback)
+
+    # -- outbound -------------------------------------------------------------
+
+    async def _submit(self, wire_obj: dict[str, Any], call: PendingCall | None = None) -> None:
+        """Send an application envelope now, or queue it until the link is back.
+
+        Raises:
+            LocalProtocolError: the envelope is too large or not JSON.
+            ConnectionClosed: the node is closed, disconnected for good, or
+                its backlog is full; or the link dropped during the send.
+        """
+        if self._state != "running":
+            why = (
+                "not started (enter 'async with Node(...)' first)"
+                if self._state == "new"
+                else "closed"
+            )
+            raise ConnectionClosed(f"cannot send data frame: node {self.system_id} is {why}")
+        to = wire_obj.get("to")
+        if to is not None and self._inbound.is_local(to):
+            self._deliver_locally(wire_obj, call)
+            return
+        link = self._supervisor.link
+        if link is not None and link.ready:
+            try:
+                await self._outbox.transmit(link, wire_obj, call)
+            except ConnectionClosed as exc:
+                self._supervisor.drop(link, exc)
+                if call is not None:
+                    raise link_lost_error(call) from exc
+                raise ConnectionClosed(
+                    f"cannot send data frame: connection to sentinel lost ({exc})"
+                ) from exc
+            return
+        if not self._supervisor.may_queue:
+            raise ConnectionClosed("cannot send data frame: connection to sentinel is lost")
+        self._outbox.queue(wire_obj, call)
+
+    def _deliver_locally(self, wire_obj: dict[str, Any], call: PendingCall | None) -> None:
+        # The sentinel would bounce an envelope back to its sender (loop guard,
+        # §7.2); like the reference node, deliver our own addresses in-process.
+        # The round trip through JSON gives the receiver its own copy.
+        if call is not None:
+            wire_obj["replyTo"] = self.reply_address
+            call.sent = True
+        obj = orjson.loads(dumps(wire_obj))
+        if obj["to"].startswith(RPC_PARTICIPANT_PREFIX):
+            self._inbound.on_reply(obj, obj["frame"])
+            return
+        try:
+            envelope = envelope_from_dict(obj)
+        except RemoteProtocolError as exc:
+            raise LocalProtocolError(f"cannot send envelope: {exc}") from None
+        self._inbound.deliver(envelope)
+
+    async def _send_quietly(self, wire_obj: dict[str, Any]) -> None:
+        try:
+            await self._submit(wire_obj)
+        except FabricError as exc:
+            log.debug("could not send %s: %s", wire_obj["frame"]["type"], exc)
+        except Exception:
+            log.exception("node %s: sending %s failed", self.system_id, wire_obj["frame"]["type"])
+
+    def _send_notice(self, call: PendingCall, notice: dict[str, Any]) -> None:
+        if self._state != "running":
+            return
+        link = self._supervisor.link
+        if call.generation is not None and (link is None or link.generation != call.generation):
+            return  # the request died with its connection; nobody to tell
+        self._spawn_quietly(self._send_quietly(notice))
+
+    async def send(self, envelope: Envelope) -> None:
+        """Send an envelope to the sentinel.
+
+        Fills ``id``, ``ts``, ``traceId`` when absent, and ``sid``, ``flowId``
+        (the connection's default flow), ``seqId`` and ``flowFlags``. While
+        disconnected the envelope is queued (up to ``max_queued``) and sent
+        after the re-attach.
+
+        Raises:
+            LocalProtocolError: the serialized envelope exceeds 262 144 bytes.
+            ConnectionClosed: the node is closed, gave up reconnecting, or its
+                queue is full.
+        """
+        wire_obj = envelope_to_dict(envelope)
+        if "id" not in wire_obj:
+            wire_obj["id"] = new_id()
+        if "traceId" not in wire_obj:
+            wire_obj["traceId"] = new_id()
+        if "ts" not in wire_obj:
+            wire_obj["ts"] = timestamp()
+        await self._submit(wire_obj)
+
+    async def reply(self, request: Envelope, payload: dict[str, Any]) -> None:
+        """Answer a request at its ``replyTo`` (PROTOCOL.md §8.2).
+
+        The reply's ``corrId`` is the JSON-RPC id in ``payload`` and its
+        ``traceId`` the request's. A request with the ACK bit in ``rtype``
+        first gets a positive ``DeliveryAck`` (once, §8.4). A request
+        without ``replyTo`` is not answered.
+
+        Raises:
+            LocalProtocolError: the reply is larger than 262 144 bytes.
+            ConnectionClosed: as for :meth:`send`.
+        """
+        if request.reply_to is None:
+            return
+        if self._inbound.should_acknowledge(request):
+            assert request.id is not None
+            ack = wire.delivery_ack(
+                to=request.reply_to,
+                corr_id=request.corr_id,
+                trace_id=request.trace_id,
+                ref_id=request.id,
+            )
+            await self._submit(ack)
+        await self._submit(wire.reply(request, payload))
+
+    async def call(
+        self,
+        to: str,
+        method: str,
+        params: JSONValue,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - part of the public API; a deadline per call
+        meta: dict[str, JSONValue] | None = None,
+    ) -> JSONValue:
+        """Call a JSON-RPC method at an address and return its result.
+
+        The request carries ``meta.deadline`` (unix ms) so the agent can skip
+        work nobody waits for any more.
+
+        Args:
+            to: the agent's address, e.g. ``echo@fame.fabric``.
+            method: the JSON-RPC method.
+            params: the JSON-RPC params.
+            timeout: seconds to wait (default: ``default_timeout``).
+            meta: extra envelope metadata.
+
+        Raises:
+            RemoteError: the agent answered with an error.
+            NoRoute: the sentinel could not deliver the request.
+            OperationTimeout: no answer in time; the agent gets a cancel notice.
+            ConnectionClosed: the link dropped while the call was in flight.
+            LocalProtocolError: ``to`` is not an address, or the request is too large.
+        """
+        return await self._rpc.call(to, method, params, timeout=timeout, meta=meta)
+
+    def stream(
+        self,
+        to: str,
+        method: str,
+        params: JSONValue,
+        *,
+        idle_timeout: float | None = None,
+        timeout: float | None = None,
+        meta: dict[str, JSONValue] | None = None,
+    ) -> Stream:
+        """Call a streaming method; iterate the result to receive its items.
+
+        Args:
+            to: the agent's address.
+            method: the JSON-RPC method.
+            params: the JSON-RPC params.
+            idle_timeout: seconds to wait for each item (default: ``default_timeout``).
+            timeout: seconds for the whole stream (default: no limit).
+            meta: extra envelope metadata.
+
+        Returns:
+            a :class:`Stream`; see it for the errors iteration raises.
+        """
+        return self._rpc.stream(
+            to, method, params, idle_timeout=idle_timeout, timeout=timeout, meta=meta
+        )
+
+    # -- bindings -------------------------------------------------------------
+
+    async def bind(
+        self,
+        address: str,
+        handler: Handler,
+        *,
+        capabilities: Sequence[str] = ("fame.capability.agent",),
+    ) -> None:
+        """Serve ``address``: envelopes addressed to it go to ``handler``.
+
+        Sends ``AddressBind`` and then ``CapabilityAdvertise`` and waits for
+        their acks. The binding is remembered and re-sent after every
+        re-attach and routing-epoch change (§5.6). While disconnected it is
+        only remembered.
+
+        Raises:
+            LocalProtocolError: ``address`` is not an address.
+            FabricError: the sentinel refused (names the address).
+            OperationTimeout: no ack within 20 s.
+        """
+        try:
+            parse_address(address)
+        except ProtocolError as exc:
+            raise LocalProtocolError(f"cannot bind {address!r}: {exc}") from None
+        binding = Binding(address, handler, tuple(capabilities))
+        self._bindings.add(binding)
+        link = self._supervisor.link
+        if link is None or link.is_lost:
+            log.info("node %s will bind %s once attached", self.system_id, address)
+            return
+        try:
+            await self._binder.bind(link, binding)
+        except ConnectionClosed:
+            if self._reconnect and self._state == "running":
+                return  # remembered; the restore after the re-attach binds it
+            self._forget(binding)
+            raise
+        except FabricError:
+            self._forget(binding)
+            raise
+        log.info("node %s bound %s", self.system_id, address)
+
+    def _forget(self, binding: Binding) -> None:
+        if self._bindings.get(binding.address) is binding:
+            self._bindings.remove(binding.address)
+
+    async def unbind(self, address: str) -> None:
+        """Stop serving ``address`` (``AddressUnbind``, then ``CapabilityWithdraw``).
+
+        Raises:
+            FabricError: the sentinel refused.
+            OperationTimeout: no ack within 20 s.
+        """
+        binding = self._bindings.remove(address)
+        link = self._supervisor.link
+        if binding is None or link is None or link.is_lost:
+            return
+        try:
+            await self._binder.unbind(link, binding)
+        except ConnectionClosed:
+            return  # the sentinel forgets the binding with the connection, or re-binds nothing
+
+
+def _check_options(
+    admission_url: str,
+    *,
+    default_connect: bool,
+    system_id: str | None,
+    seconds: dict[str, float],
+    counts: dict[str, int],
+) -> None:
+    if default_connect and not admission_url.startswith(("ws://", "wss://")):
+        raise ConfigurationError(
+            f"admission_url={admission_url!r} is not a WebSocket URL: expected ws://HOST:PORT/..."
+        )
+    for name, value in seconds.items():
+        if not value > 0:
+            raise ConfigurationError(f"{name}={value!r} must be a positive number of seconds")
+    for name, count in counts.items():
+        if count < 0:
+            raise ConfigurationError(f"{name}={count!r} must not be negative")
+    if system_id is not None and not _SYSTEM_ID.fullmatch(system_id):
+        raise ConfigurationError(
+            f"system_id={system_id!r} is not a valid path segment: use letters, digits, '.', '_', '-'"
+        )
