@@ -1,0 +1,29 @@
+"""An echo agent at echo@fame.fabric: a unary operation, a stream, and an A2A task.
+
+Run a sentinel first (``fame sentinel``), then ``python examples/echo/agent.py``.
+"""
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from famefabric import BaseAgent, operation
+
+AGENT_ADDR = "echo@fame.fabric"
+
+
+class EchoAgent(BaseAgent):
+    @operation
+    async def echo(self, text: str) -> str:
+        return text
+
+    @operation
+    async def count(self, n: int) -> AsyncIterator[int]:
+        for i in range(n):
+            yield i
+
+    async def run_task(self, payload: object, id: str | None) -> object:
+        return {"echoed": payload}
+
+
+if __name__ == "__main__":
+    asyncio.run(EchoAgent().aserve(AGENT_ADDR))

@@ -1,0 +1,208 @@
+"""Serving one agent at one address: JSON-RPC requests in, replies out.
+
+The node hands every Data and DeliveryAck envelope addressed to the agent to
+:meth:`AgentServer.handle`, each in its own task, so requests run
+concurrently. A request is answered at its ``replyTo`` with ``corrId`` set
+to its JSON-RPC id (PROTOCOL.md §8.2). Streaming methods send one reply per
+item and then the end marker; an error ends a stream without one (§8.3).
+
+A caller that gives up sends a negative ``DeliveryAck`` whose ``corrId`` is
+the request's id; the running handler is then cancelled. A request whose
+``meta.deadline`` (unix milliseconds) has passed is not started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ValidationError
+
+from famefabric.agent import a2a
+from famefabric.errors import JSONValue, LocalProtocolError, OperationError
+from famefabric.protocol import jsonrpc
+from famefabric.protocol.frames import Data, DeliveryAck, Envelope
+from famefabric.protocol.ids import new_id
+
+if TYPE_CHECKING:
+    from famefabric.agent.base import BaseAgent
+    from famefabric.node import Node
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Any], Awaitable[JSONValue] | AsyncIterator[JSONValue]]
+
+
+def to_json(value: object) -> JSONValue:
+    """Turn a method's return value into JSON (pydantic models by their wire shape)."""
+    if isinstance(value, a2a._Wire):
+        return value.to_wire()
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    return value
+
+
+class AgentServer:
+    """Dispatches the requests addressed to one agent.
+
+    Args:
+        agent: the agent whose methods answer.
+        node: the node the agent is attached through.
+        address: the address the agent serves (for logs and errors).
+    """
+
+    def __init__(self, agent: BaseAgent, node: Node, address: str) -> None:
+        self._agent = agent
+        self._node = node
+        self._address = address
+        self._running: dict[str, asyncio.Task[Any]] = {}
+        self._abandoned: set[str] = set()
+        self._a2a: dict[str, tuple[type[a2a._Wire] | None, bool, Callable[[Any], Any]]] = {
+            "tasks/send": (a2a.TaskSendParams, False, agent.start_task),
+            "tasks/get": (a2a.TaskQueryParams, False, agent.get_task_status),
+            "tasks/cancel": (a2a.TaskIdParams, False, agent.cancel_task),
+            "tasks/sendSubscribe": (a2a.TaskSendParams, True, agent.subscribe_to_task_updates),
+            "tasks/sendUnsubscribe": (a2a.TaskIdParams, False, agent.unsubscribe_task),
+        }
+
+    @property
+    def running(self) -> int:
+        """How many requests are being handled now."""
+        return len(self._running)
+
+    async def handle(self, envelope: Envelope) -> None:
+        """Handle one envelope addressed to the agent (called by the node)."""
+        frame = envelope.frame
+        if isinstance(frame, DeliveryAck):
+            if not frame.ok and envelope.corr_id in self._running:
+                log.debug("caller abandoned request %s; cancelling it", envelope.corr_id)
+                self._abandoned.add(envelope.corr_id)
+                self._running[envelope.corr_id].cancel()
+            return
+        if not isinstance(frame, Data):
+            return
+        request = jsonrpc.parse_request(frame.payload)
+        if request is None or request.id is None or envelope.reply_to is None:
+            # Not a request, a notification, or nowhere to answer (§10.1): not answered.
+            log.debug("ignoring a payload at %s that is not an answerable request", self._address)
+            return
+        deadline = (envelope.meta or {}).get("deadline")
+        if isinstance(deadline, int | float) and deadline < time.time() * 1000:
+            log.debug("skipping %s %s: its caller's deadline has passed", request.method, request.id)
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        self._running[request.id] = task
+        try:
+            await self._run(envelope, request)
+        except asyncio.CancelledError:
+            if request.id in self._abandoned and task.uncancel() == 0:
+                return  # cancelled by the caller's notice: nobody waits for an answer
+            raise
+        finally:
+            self._running.pop(request.id, None)
+            self._abandoned.discard(request.id)
+
+    async def _run(self, envelope: Envelope, request: jsonrpc.Request) -> None:
+        try:
+            handler, streaming = self._resolve(request)
+            if streaming:
+                await self._stream(envelope, request, handler)
+                return
+            result = await handler(request.params)  # type: ignore[misc]
+            payload = jsonrpc.make_result(request.id, to_json(result))
+        except OperationError as exc:
+            payload = jsonrpc.make_error(request.id, exc.code, exc.message, exc.data)
+        except Exception as exc:  # a handler's failure is the caller's answer
+            payload = self._error_payload(request, exc)
+        await self._send(envelope, request, payload)
+
+    async def _stream(self, envelope: Envelope, request: jsonrpc.Request, handler: Handler) -> None:
+        try:
+            iterator = handler(request.params)
+            assert isinstance(iterator, AsyncIterator)
+            async with aclosing(iterator) as items:  # type: ignore[type-var]
+                async for item in items:
+                    if item is None:
+                        log.warning("%s yielded None, which a stream cannot carry; skipped", request.method)
+                        continue
+                    await self._send(envelope, request, jsonrpc.make_result(request.id, to_json(item)))
+        except OperationError as exc:
+            await self._send(envelope, request, jsonrpc.make_error(request.id, exc.code, exc.message, exc.data))
+            return
+        except Exception as exc:
+            await self._send(envelope, request, self._error_payload(request, exc))
+            return
+        await self._send(envelope, request, jsonrpc.make_end_marker(request.id))
+
+    async def _send(self, envelope: Envelope, request: jsonrpc.Request, payload: dict[str, Any]) -> None:
+        try:
+            await self._node.reply(envelope, payload)
+        except LocalProtocolError as exc:
+            log.warning("reply to %s %s cannot be sent: %s", request.method, request.id, exc)
+            message = f"result of {request.method} too large to send: {exc}"
+            await self._node.reply(envelope, jsonrpc.make_error(request.id, jsonrpc.INTERNAL_ERROR, message))
+
+    def _error_payload(self, request: jsonrpc.Request, exc: Exception) -> dict[str, Any]:
+        error_id = new_id()
+        log.error(
+            "%s at %s failed (error id %s)", request.method, self._address, error_id, exc_info=exc
+        )
+        if request.method.startswith("tasks/"):
+            if isinstance(exc, ValidationError):
+                return jsonrpc.make_error(
+                    request.id, jsonrpc.INVALID_REQUEST, "Request payload validation error", str(exc)
+                )
+            return jsonrpc.make_error(request.id, jsonrpc.INTERNAL_ERROR, "Internal error", str(exc))
+        # Operations answer with the exception's text (PROTOCOL.md §10.4).
+        return jsonrpc.make_error(request.id, jsonrpc.INTERNAL_ERROR, str(exc) or type(exc).__name__)
+
+    def _resolve(self, request: jsonrpc.Request) -> tuple[Handler, bool]:
+        method = request.method
+        if method in self._a2a:
+            model, streaming, target = self._a2a[method]
+            return _a2a_handler(model, target), streaming
+        if method in ("tasks/pushNotification/set", "tasks/pushNotification/get"):
+            raise OperationError("Push Notification is not supported", code=jsonrpc.PUSH_NOT_SUPPORTED)
+        spec = type(self._agent).operations().get(method)
+        if spec is None:
+            raise OperationError("Method not found", code=jsonrpc.METHOD_NOT_FOUND, data=method)
+        bound_method = getattr(self._agent, spec.attribute)
+        agent_name = type(self._agent).__name__
+
+        def call(params: JSONValue) -> Any:
+            try:
+                args, kwargs = jsonrpc.split_params(params)
+                bound = spec.signature.bind(self._agent, *args, **kwargs)
+            except (TypeError, ValueError) as exc:
+                raise OperationError(
+                    f"invalid params for {agent_name}.{spec.attribute}: {exc}",
+                    code=jsonrpc.INVALID_PARAMS,
+                ) from None
+            arguments = _convert_models(spec.signature, bound.arguments)
+            arguments.pop("self", None)
+            return bound_method(**arguments)
+
+        return call, spec.streaming
+
+
+def _a2a_handler(model: type[a2a._Wire] | None, target: Callable[[Any], Any]) -> Handler:
+    def call(params: JSONValue) -> Any:
+        value = model.model_validate(params) if model is not None else params
+        return target(value)
+
+    return call
+
+
+def _convert_models(signature: inspect.Signature, arguments: dict[str, Any]) -> dict[str, Any]:
+    out = dict(arguments)
+    for name, value in arguments.items():
+        annotation = signature.parameters[name].annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel) and isinstance(value, dict):
+            out[name] = annotation.model_validate(value)
+    return out

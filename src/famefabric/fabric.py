@@ -1,0 +1,178 @@
+"""``FameFabric``: the process's attachment to the fabric.
+
+``async with FameFabric.create() as fabric:`` attaches one node to the
+sentinel at ``FAME_DIRECT_ADMISSION_URL`` and makes it the current fabric,
+which proxies (``Agent.remote_by_address``) and ``agent.aserve`` use.
+``FameFabric.create(in_process=True)`` runs a sentinel inside the process
+instead and attaches over in-memory transports: agents and clients of one
+program can then talk with no sentinel process and no sockets.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+from contextlib import AsyncExitStack
+from types import TracebackType
+from typing import TYPE_CHECKING, Self
+
+from famefabric.agent.server import AgentServer
+from famefabric.errors import FabricError
+from famefabric.node import Node
+from famefabric.settings import FabricSettings
+from famefabric.transport import Transport
+
+if TYPE_CHECKING:
+    from famefabric.agent.base import BaseAgent
+    from famefabric.sentinel import Sentinel
+
+log = logging.getLogger(__name__)
+
+_current: contextvars.ContextVar[FameFabric | None] = contextvars.ContextVar("famefabric_current", default=None)
+
+IN_PROCESS_URL = "memory://in-process/fame/v1/attach/ws/downstream"
+
+
+def current_fabric() -> FameFabric | None:
+    """Return the fabric of the innermost ``async with FameFabric.create()``, if any."""
+    return _current.get()
+
+
+class FameFabric:
+    """A node attached to a sentinel (or to an in-process one), and the agents it serves.
+
+    Build it with :meth:`create`; use it as an async context manager.
+    """
+
+    def __init__(
+        self,
+        *,
+        settings: FabricSettings,
+        in_process: bool = False,
+        system_id: str | None = None,
+        accepted_logicals: tuple[str, ...] = ("*",),
+    ) -> None:
+        self._settings = settings
+        self._in_process = in_process
+        self._system_id = system_id or settings.node_id
+        self._accepted_logicals = accepted_logicals
+        self._stack = AsyncExitStack()
+        self._node: Node | None = None
+        self._sentinel: Sentinel | None = None
+        self._servers: dict[str, AgentServer] = {}
+        self._token: contextvars.Token[FameFabric | None] | None = None
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        admission_url: str | None = None,
+        in_process: bool = False,
+        settings: FabricSettings | None = None,
+        system_id: str | None = None,
+        show_envelopes: bool | None = None,
+        call_timeout: float | None = None,
+    ) -> FameFabric:
+        """Configure a fabric; enter it with ``async with`` to attach.
+
+        Args:
+            admission_url: the sentinel's attach URL; default ``FAME_DIRECT_ADMISSION_URL``.
+            in_process: run a sentinel in this process instead of attaching to one.
+            settings: settings to use instead of reading the environment.
+            system_id: this node's id; default ``FAME_NODE_ID`` or a random one.
+            show_envelopes: print every envelope; default ``FAME_SHOW_ENVELOPES``.
+            call_timeout: default seconds a call waits; default ``FAME_CALL_TIMEOUT`` (30).
+
+        Raises:
+            ConfigurationError: an environment variable has an invalid value.
+        """
+        base = settings or FabricSettings.from_env()
+        changes = {}
+        if admission_url is not None:
+            from famefabric.settings import check_ws_url
+
+            changes["admission_url"] = check_ws_url("admission_url", admission_url)
+        if show_envelopes is not None:
+            changes["show_envelopes"] = show_envelopes
+        if call_timeout is not None:
+            changes["call_timeout"] = call_timeout
+        if changes:
+            from dataclasses import replace
+
+            base = replace(base, **changes)  # type: ignore[arg-type]
+        return cls(settings=base, in_process=in_process, system_id=system_id)
+
+    @property
+    def settings(self) -> FabricSettings:
+        """The settings this fabric runs with."""
+        return self._settings
+
+    @property
+    def node(self) -> Node:
+        """The attached node.
+
+        Raises:
+            FabricError: the fabric has not been entered yet.
+        """
+        if self._node is None:
+            raise FabricError("the fabric is not running: use 'async with FameFabric.create() as fabric:'")
+        return self._node
+
+    async def __aenter__(self) -> Self:
+        try:
+            if self._in_process:
+                from famefabric.sentinel import Sentinel
+
+                self._sentinel = await self._stack.enter_async_context(
+                    Sentinel(listen=False, show_envelopes=self._settings.show_envelopes)
+                )
+            node = Node(
+                admission_url=IN_PROCESS_URL if self._in_process else self._settings.admission_url,
+                connect=self._connect_in_process if self._in_process else None,
+                system_id=self._system_id,
+                accepted_logicals=self._accepted_logicals,
+                max_initial_attempts=self._settings.max_initial_attempts,
+                default_timeout=self._settings.call_timeout,
+                show_envelopes=self._settings.show_envelopes,
+            )
+            self._node = await self._stack.enter_async_context(node)
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        self._token = _current.set(self)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._token is not None:
+            try:
+                _current.reset(self._token)
+            except ValueError:
+                _current.set(None)  # exited from another context
+            self._token = None
+        await self._stack.aclose()
+        self._node = None
+
+    async def _connect_in_process(self, url: str) -> Transport:
+        assert self._sentinel is not None
+        system_id = url.rstrip("/").rsplit("/", 1)[-1]
+        return self._sentinel.connect_in_memory(system_id)
+
+    async def serve(self, agent: BaseAgent, address: str) -> AgentServer:
+        """Bind ``address`` and answer its requests with ``agent``.
+
+        Raises:
+            FabricError: the address is already served here, or the bind was refused.
+        """
+        if address in self._servers:
+            raise FabricError(f"address {address!r} is already served by this fabric")
+        server = AgentServer(agent, self.node, address)
+        await self.node.bind(address, server.handle)
+        self._servers[address] = server
+        return server
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        """The addresses this fabric serves."""
+        return tuple(self._servers)
