@@ -24,11 +24,8 @@ from famefabric.chat.store import (
     VersionConflict,
     open_store,
 )
-from famefabric.chat.stores import (
-    MemoryConversationStore,
-    RedisConversationStore,
-    SQLiteConversationStore,
-)
+from famefabric.chat.stores import MemoryConversationStore, SQLiteConversationStore
+from famefabric.chat.stores.redis import RedisConversationStore
 from famefabric.errors import ConfigurationError
 
 if TYPE_CHECKING:

@@ -25,7 +25,7 @@ Three implementations, picked by URL in :func:`open_store`:
   one process, until it exits;
 - ``sqlite:///path.db`` -- :class:`~famefabric.chat.stores.SQLiteConversationStore`,
   processes on one machine;
-- ``redis://host:port/db`` -- :class:`~famefabric.chat.stores.RedisConversationStore`,
+- ``redis://host:port/db`` -- :class:`~famefabric.chat.stores.redis.RedisConversationStore`,
   replicas anywhere.
 """
 
@@ -37,11 +37,7 @@ from types import TracebackType
 from typing import Protocol, Self
 
 from famefabric.chat.conversation import ConversationState
-from famefabric.chat.stores import (
-    MemoryConversationStore,
-    RedisConversationStore,
-    SQLiteConversationStore,
-)
+from famefabric.chat.stores import MemoryConversationStore, SQLiteConversationStore
 from famefabric.chat.stores._contract import (
     KEPT_TURN_IDS,
     ConversationExists,
@@ -209,6 +205,9 @@ def open_store(
     if separator and scheme == "sqlite" and rest.startswith("/") and rest != "/":
         return SQLiteConversationStore(rest[1:], idle_ttl=idle_ttl, clock=clock)
     if separator and scheme in ("redis", "rediss", "unix"):
+        # Imported here, not above: see famefabric.chat.stores on redis-py's import cost.
+        from famefabric.chat.stores.redis import RedisConversationStore
+
         try:
             return RedisConversationStore(url, idle_ttl=idle_ttl, clock=clock)
         except ValueError as exc:

@@ -1,0 +1,328 @@
+"""``ChatAgent``: a stateful conversation agent in front of an LLM.
+
+A conversation starts with ``start_task`` (A2A ``tasks/send``) and lives in a
+:class:`~famefabric.chat.store.ConversationStore`. Each turn loads the state,
+asks the model with ``[system] + history + [user]``, and commits the user
+message and the reply together with a version check, so that a failed or
+abandoned turn leaves the history as it was.
+
+Turns of one conversation run one at a time in arrival order: a FIFO lock in
+this process, and a lease in the store across replicas (the version check
+stays the guarantee). Different conversations run concurrently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing, asynccontextmanager
+from typing import Any
+
+from famefabric.agent import a2a
+from famefabric.agent.base import BaseAgent
+from famefabric.agent.operations import operation
+from famefabric.chat.conversation import (
+    DEFAULT_MAX_HISTORY_LENGTH,
+    DEFAULT_SYSTEM_PROMPT,
+    ConversationState,
+)
+from famefabric.chat.model import ChatModel
+from famefabric.chat.store import (
+    ConversationExists,
+    ConversationNotFound,
+    ConversationStore,
+    StoreUnavailable,
+    VersionConflict,
+)
+from famefabric.chat.stores import MemoryConversationStore
+from famefabric.errors import JSONValue, OperationError
+from famefabric.protocol import jsonrpc
+from famefabric.protocol.ids import new_id
+
+log = logging.getLogger(__name__)
+
+LEASE_TTL = 15.0
+LEASE_RENEW_EVERY = 5.0
+LEASE_WAIT = 60.0
+SWEEP_EVERY = 60.0
+
+
+def _error(message: str, code: str, rpc_code: int = jsonrpc.APPLICATION_ERROR) -> OperationError:
+    return OperationError(message, code=rpc_code, data={"code": code})
+
+
+class _FifoLocks:
+    """One FIFO lock per key, forgotten when nobody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (None, 0))
+        if lock is None:
+            lock = asyncio.Lock()
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+
+class ChatAgent(BaseAgent):
+    """The chat agent served at ``chat@fame.fabric``.
+
+    Args:
+        model: the LLM behind the agent.
+        store: where conversations live (default: in this process's memory).
+        max_message_chars: the longest user message accepted.
+        system_prompt: used when a conversation starts without one.
+        max_history_length: exchanges kept when a conversation does not say.
+        replica_id: this process's name in store leases (default: random).
+        clock: seconds since the epoch; injectable for tests.
+    """
+
+    def __init__(
+        self,
+        *,
+        model: ChatModel,
+        store: ConversationStore | None = None,
+        max_message_chars: int = 32_000,
+        system_prompt: str = DEFAULT_SYSTEM_PROMPT,
+        max_history_length: int = DEFAULT_MAX_HISTORY_LENGTH,
+        idle_ttl: float | None = None,
+        replica_id: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.store: ConversationStore = store or MemoryConversationStore()
+        self.max_message_chars = max_message_chars
+        self.system_prompt = system_prompt
+        self.max_history_length = max_history_length
+        self.idle_ttl = idle_ttl
+        self.replica_id = replica_id or new_id()
+        self._clock = clock
+        self._locks = _FifoLocks()
+        self._last_sweep = clock()
+
+    async def start_task(self, params: a2a.TaskSendParams) -> a2a.Task:
+        """Start a conversation whose id is the task id.
+
+        The first DataPart may carry ``system_prompt`` and
+        ``max_history_length``; the latter may also come from the A2A
+        ``historyLength``, and the payload wins.
+        """
+        data = a2a.first_data_part(params.message) or {}
+        system_prompt = data.get("system_prompt") or self.system_prompt
+        if not isinstance(system_prompt, str):
+            raise _error(f"system_prompt must be a string, got {system_prompt!r}", "invalid_params", jsonrpc.INVALID_PARAMS)
+        length = data.get("max_history_length") or params.history_length or self.max_history_length
+        if not isinstance(length, int) or isinstance(length, bool) or length < 1:
+            raise _error(
+                f"max_history_length must be a positive integer, got {length!r}", "invalid_params", jsonrpc.INVALID_PARAMS
+            )
+        await self._sweep()
+        state = ConversationState(conversation_id=params.id, system_prompt=system_prompt, max_history_length=length)
+        try:
+            await self.store.create(state)
+        except ConversationExists:
+            raise _error(
+                f"conversation {params.id!r} already exists: continue it with run_turn, or start one with a new id",
+                "conversation_exists",
+                jsonrpc.INTERNAL_ERROR,
+            ) from None
+        except StoreUnavailable as exc:
+            raise _error(str(exc), "store_unavailable") from exc
+        log.info("conversation %s started (window %d exchanges)", params.id, length)
+        return a2a.make_task(id=params.id, state=a2a.TaskState.WORKING, payload="", session_id=params.session_id or params.id)
+
+    async def get_task_status(self, params: a2a.TaskQueryParams) -> a2a.Task:
+        """Answer ``tasks/get``: a live conversation is a ``working`` task."""
+        await self._load(params.id)
+        return a2a.make_task(id=params.id, state=a2a.TaskState.WORKING, payload="", session_id=params.id)
+
+    async def cancel_task(self, params: a2a.TaskIdParams) -> a2a.Task:
+        """Answer ``tasks/cancel`` by ending the conversation."""
+        await self.end_conversation(params.id)
+        return a2a.make_task(id=params.id, state=a2a.TaskState.CANCELED, payload="", session_id=params.id)
+
+    @operation
+    async def run_turn(self, conversation_id: str, user_message: str, turn_id: str | None = None) -> str:
+        """Answer one user message; returns the assistant's reply.
+
+        An empty message asks the assistant to speak without new input. With
+        a ``turn_id`` that was already answered, the stored reply is returned
+        without asking the model again.
+        """
+        self._check_message(user_message)
+        async with self._turn(conversation_id) as state:
+            if turn_id is not None:
+                stored = await self.store.find_turn(conversation_id, turn_id)
+                if stored is not None:
+                    return stored
+            reply = await self.model.complete(state.request_messages(user_message))
+            await self._commit(state, user_message, reply, turn_id)
+            return reply
+
+    @operation
+    async def stream_turn(
+        self, conversation_id: str, user_message: str, turn_id: str | None = None
+    ) -> AsyncIterator[str]:
+        """Answer one user message, yielding the reply's text as the model writes it.
+
+        The whole reply is committed once the model finishes; a stream that
+        fails or is abandoned leaves the history unchanged.
+        """
+        self._check_message(user_message)
+        async with self._turn(conversation_id) as state:
+            if turn_id is not None:
+                stored = await self.store.find_turn(conversation_id, turn_id)
+                if stored is not None:
+                    yield stored
+                    return
+            pieces: list[str] = []
+            async with aclosing(self.model.stream(state.request_messages(user_message))) as stream:
+                async for piece in stream:
+                    pieces.append(piece)
+                    yield piece
+            await self._commit(state, user_message, "".join(pieces), turn_id)
+
+    @operation
+    async def end_conversation(self, conversation_id: str) -> None:
+        """Drop a conversation; ending an unknown one is harmless."""
+        try:
+            if await self.store.delete(conversation_id):
+                log.info("conversation %s ended", conversation_id)
+        except StoreUnavailable as exc:
+            raise _error(str(exc), "store_unavailable") from exc
+
+    @operation
+    async def get_conversation(self, conversation_id: str) -> dict[str, Any]:
+        """Return a conversation's system prompt, window and history."""
+        state = await self._load(conversation_id)
+        return conversation_to_json(state)
+
+    @operation
+    async def list_conversations(self, limit: int = 100) -> list[str]:
+        """Return the ids of stored conversations, most recently active first."""
+        return await self.store.list_ids(limit=limit)
+
+    def _check_message(self, user_message: object) -> None:
+        if not isinstance(user_message, str):
+            raise _error(f"user_message must be a string, got {type(user_message).__name__}", "invalid_params", jsonrpc.INVALID_PARAMS)
+        if len(user_message) > self.max_message_chars:
+            raise _error(
+                f"message of {len(user_message)} characters is over the limit of {self.max_message_chars}: send a shorter one",
+                "message_too_long",
+                jsonrpc.INVALID_PARAMS,
+            )
+
+    async def _load(self, conversation_id: str) -> ConversationState:
+        try:
+            state = await self.store.load(conversation_id)
+        except StoreUnavailable as exc:
+            raise _error(str(exc), "store_unavailable") from exc
+        if state is None:
+            raise _error(
+                f"no conversation {conversation_id!r}: start one with start_task (tasks/send) using this id",
+                "conversation_not_found",
+                jsonrpc.INTERNAL_ERROR,
+            )
+        return state
+
+    @asynccontextmanager
+    async def _turn(self, conversation_id: str) -> AsyncIterator[ConversationState]:
+        await self._sweep()
+        async with self._locks.hold(conversation_id), self._lease(conversation_id):
+            yield await self._load(conversation_id)
+
+    @asynccontextmanager
+    async def _lease(self, conversation_id: str) -> AsyncIterator[None]:
+        try:
+            deadline = self._clock() + LEASE_WAIT
+            delay = 0.005
+            while not await self.store.acquire_lease(conversation_id, self.replica_id, LEASE_TTL):
+                if self._clock() > deadline:
+                    raise _error(
+                        f"conversation {conversation_id!r} is busy on another replica; try again shortly",
+                        "conversation_busy",
+                    )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.2)
+        except StoreUnavailable as exc:
+            raise _error(str(exc), "store_unavailable") from exc
+        # The renewer lives exactly as long as this block and is awaited on exit.
+        renewer = asyncio.ensure_future(self._renew(conversation_id))
+        try:
+            yield
+        finally:
+            renewer.cancel()
+            await asyncio.gather(renewer, return_exceptions=True)
+            try:
+                await self.store.release_lease(conversation_id, self.replica_id)
+            except StoreUnavailable:
+                log.warning("could not release the lease of %s; it expires by itself", conversation_id)
+
+    async def _renew(self, conversation_id: str) -> None:
+        while True:
+            await asyncio.sleep(LEASE_RENEW_EVERY)
+            try:
+                await self.store.acquire_lease(conversation_id, self.replica_id, LEASE_TTL)
+            except StoreUnavailable:
+                log.warning("could not renew the lease of %s", conversation_id)
+
+    async def _commit(self, state: ConversationState, user_message: str, reply: str, turn_id: str | None) -> None:
+        try:
+            await self.store.commit_turn(
+                state.conversation_id,
+                expected_version=state.version,
+                user_message=user_message,
+                reply=reply,
+                turn_id=turn_id,
+            )
+        except VersionConflict:
+            raise _error(
+                f"conversation {state.conversation_id!r} changed during the turn: send the message again",
+                "conversation_changed",
+            ) from None
+        except ConversationNotFound:
+            raise _error(
+                f"conversation {state.conversation_id!r} ended during the turn; start a new one",
+                "conversation_not_found",
+                jsonrpc.INTERNAL_ERROR,
+            ) from None
+        except StoreUnavailable as exc:
+            raise _error(str(exc), "store_unavailable") from exc
+
+    async def _sweep(self) -> None:
+        if self.idle_ttl is None or self._clock() - self._last_sweep < SWEEP_EVERY:
+            return
+        self._last_sweep = self._clock()
+        try:
+            dropped = await self.store.expire_idle(self.idle_ttl)
+        except StoreUnavailable:
+            return
+        if dropped:
+            log.info("dropped %d conversations idle for over %.0f s", dropped, self.idle_ttl)
+
+
+def conversation_to_json(state: ConversationState) -> dict[str, JSONValue]:
+    """Return a conversation as JSON, for ``get_conversation`` and the CLI."""
+    return {
+        "id": state.conversation_id,
+        "system_prompt": state.system_prompt,
+        "max_history_length": state.max_history_length,
+        "version": state.version,
+        "history": [message.to_dict() for message in state.history],
+    }

@@ -1,0 +1,200 @@
+"""The ``fame`` command: ``sentinel``, ``agent chat``, ``chat`` and ``conversations``.
+
+``main(argv)`` returns the exit code, so it can be tested in-process. Flags
+win over environment variables, which win over defaults; settings are read
+once here and passed down explicitly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+
+from famefabric.errors import ConfigurationError, FabricError
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format=LOG_FORMAT, stream=sys.stderr)
+    # The HTTP client logs every request at INFO; keep those for debugging.
+    for noisy in ("httpx", "httpx2", "httpcore", "httpcore2", "openai"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fame", description="famefabric: agent message fabric and chat agent")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sentinel = commands.add_parser("sentinel", help="run a sentinel (the router nodes attach to)")
+    sentinel.add_argument("--host", default="0.0.0.0", help="interface to listen on (default 0.0.0.0)")
+    sentinel.add_argument("--port", type=int, default=None, help="port (default FAME_LISTENER_PORT or 8000)")
+    sentinel.add_argument("--node-id", default=None, help="the sentinel's system id (default FAME_NODE_ID, else stable per host and port)")
+    sentinel.add_argument("--log-level", default=None, help="debug, info, warning or error (default FAME_LOG_LEVEL or info)")
+    sentinel.add_argument("--show-envelopes", action="store_true", default=None, help="print every envelope (FAME_SHOW_ENVELOPES)")
+
+    agent = commands.add_parser("agent", help="run an agent")
+    agents = agent.add_subparsers(dest="agent", required=True, metavar="AGENT")
+    chat_agent = agents.add_parser("chat", help="the stateful chat agent")
+    chat_agent.add_argument("--address", default="chat@fame.fabric", help="address to serve (default chat@fame.fabric)")
+    chat_agent.add_argument("--store", default=None, help="CHAT_STORE: memory://, sqlite:///path.db or redis://host:port/db")
+    chat_agent.add_argument("--model", default=None, help="MODEL_NAME (default gpt-4.1-mini)")
+    chat_agent.add_argument("--log-level", default=None, help="debug, info, warning or error")
+    chat_agent.add_argument("--show-envelopes", action="store_true", default=None, help="print every envelope")
+
+    chat = commands.add_parser("chat", help="chat with the chat agent (interactive)")
+    chat.add_argument("--address", default="chat@fame.fabric", help="the chat agent's address")
+    chat.add_argument("--system-prompt", default=None, help="system prompt of a new conversation")
+    chat.add_argument("--history", type=int, default=None, help="exchanges the agent keeps (default 10)")
+    chat.add_argument("--conversation", default=None, help="resume (or start) the conversation with this id")
+    chat.add_argument("--keep", action="store_true", help="keep the conversation on exit, to resume it later")
+    chat.add_argument("--no-stream", dest="stream", action="store_false", help="show whole replies instead of streaming")
+    chat.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for a reply (default 120)")
+    chat.add_argument("--verbose", action="store_true", help="print every envelope (FAME_SHOW_ENVELOPES=true)")
+    chat.add_argument("--log-level", default=None, help="debug, info, warning or error (default warning)")
+
+    convs = commands.add_parser("conversations", help="inspect and manage stored conversations")
+    convs.add_argument("--store", default=None, help="CHAT_STORE to read (default as the chat agent)")
+    actions = convs.add_subparsers(dest="action", required=True, metavar="ACTION")
+    list_cmd = actions.add_parser("list", help="list conversation ids, most recently active first")
+    list_cmd.add_argument("--limit", type=int, default=100)
+    show = actions.add_parser("show", help="print one conversation as JSON")
+    show.add_argument("id")
+    delete = actions.add_parser("delete", help="delete one conversation")
+    delete.add_argument("id")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``fame`` command; return its exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "sentinel":
+            return _sentinel(args)
+        if args.command == "agent":
+            return _chat_agent(args)
+        if args.command == "chat":
+            return _chat(args)
+        return _conversations(args)
+    except ConfigurationError as exc:
+        print(f"fame: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _fabric_settings(args: argparse.Namespace) -> object:
+    from famefabric.settings import FabricSettings
+
+    settings = FabricSettings.from_env()
+    changes: dict[str, object] = {}
+    if getattr(args, "log_level", None):
+        changes["log_level"] = args.log_level.lower()
+    if getattr(args, "show_envelopes", None):
+        changes["show_envelopes"] = True
+    return replace(settings, **changes) if changes else settings  # type: ignore[arg-type]
+
+
+def _sentinel(args: argparse.Namespace) -> int:
+    from famefabric.sentinel import run_sentinel
+    from famefabric.settings import FabricSettings
+
+    settings = _fabric_settings(args)
+    assert isinstance(settings, FabricSettings)
+    run_sentinel(
+        log_level=settings.log_level,
+        host=args.host,
+        port=settings.listener_port if args.port is None else args.port,
+        system_id=args.node_id or settings.node_id,
+        show_envelopes=settings.show_envelopes,
+    )
+    return 0
+
+
+def _chat_agent(args: argparse.Namespace) -> int:
+    from famefabric.chat.service import serve_chat_agent
+    from famefabric.chat.settings import ChatSettings
+    from famefabric.settings import FabricSettings
+
+    settings = _fabric_settings(args)
+    assert isinstance(settings, FabricSettings)
+    chat_settings = ChatSettings.from_env()
+    if args.store:
+        chat_settings = replace(chat_settings, store=args.store)
+    if args.model:
+        chat_settings = replace(chat_settings, model=args.model)
+    _configure_logging(settings.log_level)
+    try:
+        asyncio.run(serve_chat_agent(settings, chat_settings, address=args.address))
+    except FabricError as exc:
+        logging.getLogger("famefabric.cli").error("%s", exc)
+        return 2
+    return 0
+
+
+def _chat(args: argparse.Namespace) -> int:
+    from famefabric.chat.client import ChatOptions, run_chat
+    from famefabric.settings import FabricSettings
+
+    if args.verbose:
+        os.environ["FAME_SHOW_ENVELOPES"] = "true"
+    settings = _fabric_settings(args)
+    assert isinstance(settings, FabricSettings)
+    if args.verbose:
+        settings = replace(settings, show_envelopes=True)
+    _configure_logging(args.log_level or "warning")
+    if args.history is not None and args.history < 1:
+        raise ConfigurationError(f"--history={args.history} must be at least 1")
+    options = ChatOptions(
+        address=args.address,
+        system_prompt=args.system_prompt,
+        history=args.history,
+        conversation=args.conversation,
+        keep=args.keep,
+        stream=args.stream,
+        timeout=args.timeout,
+    )
+    return asyncio.run(run_chat(options, settings))
+
+
+def _conversations(args: argparse.Namespace) -> int:
+    from famefabric.chat.agent import conversation_to_json
+    from famefabric.chat.settings import ChatSettings
+    from famefabric.chat.store import open_store
+
+    url = args.store or ChatSettings.from_env().store
+
+    async def run() -> int:
+        async with open_store(url) as store:
+            if args.action == "list":
+                for conversation_id in await store.list_ids(limit=args.limit):
+                    print(conversation_id)
+                return 0
+            if args.action == "show":
+                state = await store.load(args.id)
+                if state is None:
+                    print(f"no conversation {args.id!r} in {url}", file=sys.stderr)
+                    return 1
+                print(json.dumps(conversation_to_json(state), indent=2, ensure_ascii=False))
+                return 0
+            if await store.delete(args.id):
+                print(f"deleted {args.id}")
+                return 0
+            print(f"no conversation {args.id!r} in {url}", file=sys.stderr)
+            return 1
+
+    try:
+        return asyncio.run(run())
+    except FabricError as exc:
+        print(f"fame: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
