@@ -1,0 +1,76 @@
+# famefabric — everyday commands. `make run` brings a fresh machine to a working chat;
+# `make test` runs the whole test suite (CI runs exactly that).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+RUN_DIR := .run
+
+.PHONY: help install run run-verbose chat start stop status logs test test-fast lint format bench bench-quick docker-check clean
+
+help:
+	@echo "make run          start sentinel + chat agent if needed, then chat (installs what it needs)"
+	@echo "make run-verbose  the same, printing every envelope"
+	@echo "make start/stop   start or stop sentinel + chat agent in the background (Docker if available)"
+	@echo "make status/logs  what runs, and its logs"
+	@echo "make test         the whole test suite (also what CI runs)"
+	@echo "make lint         ruff + mypy"
+	@echo "make bench        benchmarks (make bench-quick for a short run)"
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "famefabric needs Python 3.11 or newer (set PYTHON=...)")'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip 2>/dev/null || true
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+run: install start
+	$(BIN)/fame chat
+
+chat: install
+	$(BIN)/fame chat
+
+run-verbose: install start
+	$(BIN)/fame chat --verbose
+
+start: install
+	@scripts/services.sh start
+
+stop:
+	@scripts/services.sh stop
+
+status:
+	@scripts/services.sh status
+
+logs:
+	@scripts/services.sh logs
+
+test: install
+	@scripts/test.sh
+
+test-fast: install
+	$(BIN)/pytest -q -m "not slow and not interop"
+
+lint: install
+	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/ruff format --check src tests benchmarks examples
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff format src tests benchmarks examples
+	$(BIN)/ruff check --fix src tests benchmarks examples
+
+bench: install
+	$(BIN)/python -m benchmarks
+
+bench-quick: install
+	$(BIN)/python -m benchmarks --quick
+
+docker-check:
+	@scripts/docker-check.sh
+
+clean:
+	rm -rf $(VENV) .venv-interop $(RUN_DIR) .pytest_cache .ruff_cache .mypy_cache
