@@ -77,7 +77,13 @@ class NoRoute(FabricError):
     def __init__(self, address: str | None, *, code: str = "NO_ROUTE", reason: str = "") -> None:
         where = repr(address) if address else "the requested capability"
         detail = f" ({code}: {reason})" if reason else f" ({code})"
-        super().__init__(f"no route to {where}: no node serves this address{detail}")
+        if code == "CHILD_UNREACHABLE":
+            what = "the node serving it went away before answering"
+        elif code == "MESSAGE_TOO_LARGE":
+            what = "the message is larger than the 256 KiB limit"
+        else:
+            what = "no node serves this address"
+        super().__init__(f"no route to {where}: {what}{detail}")
         self.address = address
         self.code = code
         self.reason = reason
@@ -97,7 +103,9 @@ class RemoteError(FabricError):
     """
 
     def __init__(self, code: int, message: str, data: JSONValue = None) -> None:
-        text = message if data is None or data == message else f"{message}: {data}"
+        # Only a short text ``data`` adds to the message; structured data stays in ``data``.
+        extra = isinstance(data, str) and data != message and "\n" not in data and len(data) < 300
+        text = f"{message}: {data}" if extra else message
         super().__init__(text)
         self.code = code
         self.message = message

@@ -25,6 +25,7 @@ from famefabric.errors import JSONValue, OperationError
 from famefabric.protocol import jsonrpc
 
 if TYPE_CHECKING:
+    from famefabric.agent.proxy import RemoteAgent
     from famefabric.fabric import FameFabric
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,23 @@ RECENT_TASKS = 1000
 TASK_POLL_INTERVAL = 0.5
 
 
-class BaseAgent:
+class Agent:
+    """Proxies for agents whose class the caller does not know.
+
+    ``Agent.remote_by_address(address)`` returns a proxy that forwards any
+    method name; a subclass of :class:`BaseAgent` gives a proxy typed as
+    that class instead.
+    """
+
+    @staticmethod
+    def remote_by_address(address: str, *, fabric: FameFabric | None = None) -> RemoteAgent:
+        """Return a proxy for the agent at ``address``."""
+        from famefabric.agent.proxy import RemoteAgent
+
+        return RemoteAgent(address, fabric=fabric)
+
+
+class BaseAgent(Agent):
     """Base class of agents.
 
     Subclasses declare operations with :func:`famefabric.operation` and may
@@ -161,7 +178,7 @@ class BaseAgent:
         await _wait_for_stop(stop)
 
     @classmethod
-    def remote_by_address(cls, address: str, *, fabric: FameFabric | None = None) -> Self:
+    def remote_by_address(cls, address: str, *, fabric: FameFabric | None = None) -> Self:  # type: ignore[override]
         """Return a proxy for the agent at ``address``.
 
         Called on a subclass, the proxy only accepts that class's operations
@@ -172,10 +189,6 @@ class BaseAgent:
 
         agent_class = None if cls is BaseAgent else cls
         return RemoteAgent(address, fabric=fabric, agent_class=agent_class)  # type: ignore[return-value]
-
-
-Agent = BaseAgent
-"""Alias used for proxies to agents whose class the caller does not know."""
 
 
 async def _wait_for_stop(stop: asyncio.Event | None) -> None:

@@ -8,6 +8,7 @@ travel as ``{"args": [...], "kwargs": {...}}`` (PROTOCOL.md §10.1).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Generator
+from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
 from famefabric.agent import a2a
@@ -161,10 +162,12 @@ class RemoteAgent:
 
         task = await self.start_task(id=id, payload=payload, timeout=timeout)
         if not a2a.is_terminal(task.status.state):
-            async for event in self.subscribe_to_task_updates(params=a2a.make_task_params(id=task.id, payload=payload)):
-                if isinstance(event, a2a.TaskStatusUpdateEvent) and a2a.is_terminal(event.status.state):
-                    task = task.model_copy(update={"status": event.status})
-                    break
+            events = self.subscribe_to_task_updates(params=a2a.make_task_params(id=task.id, payload=payload))
+            async with aclosing(events):  # unsubscribes as soon as the loop ends
+                async for event in events:
+                    if isinstance(event, a2a.TaskStatusUpdateEvent) and a2a.is_terminal(event.status.state):
+                        task = task.model_copy(update={"status": event.status})
+                        break
         if task.status.state == a2a.TaskState.FAILED:
             raise RemoteError(jsonrpc.INTERNAL_ERROR, a2a.first_text_part(task.status.message) or "task failed")
         result = a2a.first_data_part(task.status.message)
