@@ -209,3 +209,14 @@ async def test_cancel_of_a_plain_agent_task_is_refused(client: FameFabric) -> No
     with pytest.raises(RemoteError) as info:
         await proxy.cancel_task(id="t1")
     assert (info.value.code, info.value.message) == (-32002, "Task cannot be canceled")
+
+
+async def test_an_in_process_fabric_needs_no_sentinel_process() -> None:
+    settings = replace(FabricSettings(), call_timeout=5.0)
+    async with FameFabric.create(in_process=True, settings=settings) as fabric:
+        await fabric.serve(Calc(), "calc@fame.fabric")
+        proxy = Agent.remote_by_address("calc@fame.fabric")
+        assert await proxy.add(20, 22) == 42
+        assert [i async for i in proxy.count(3)] == [0, 1, 2]
+        with pytest.raises(NoRoute):
+            await Agent.remote_by_address("nobody@fame.fabric").add(1, 2)
