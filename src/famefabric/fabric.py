@@ -89,7 +89,7 @@ class FameFabric:
             ConfigurationError: an environment variable has an invalid value.
         """
         base = settings or FabricSettings.from_env()
-        changes = {}
+        changes: dict[str, object] = {}
         if admission_url is not None:
             from famefabric.settings import check_ws_url
 

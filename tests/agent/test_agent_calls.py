@@ -155,9 +155,9 @@ async def test_unknown_address_fails_at_once_naming_it(client: FameFabric) -> No
     proxy = Agent.remote_by_address("nobody@fame.fabric")
     loop = asyncio.get_running_loop()
     started = loop.time()
-    with pytest.raises(NoRoute, match="nobody@fame.fabric"):
+    with pytest.raises(NoRoute, match=r"nobody@fame\.fabric"):
         await proxy.echo("hi")
-    with pytest.raises(NoRoute, match="nobody@fame.fabric"):
+    with pytest.raises(NoRoute, match=r"nobody@fame\.fabric"):
         async for _ in proxy.count(3):
             pass
     assert loop.time() - started < 2.0

@@ -7,7 +7,7 @@ travel as ``{"args": [...], "kwargs": {...}}`` (PROTOCOL.md §10.1).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncGenerator, AsyncIterator, Generator
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
@@ -137,7 +137,7 @@ class RemoteAgent:
 
     async def subscribe_to_task_updates(
         self, *, id: str | None = None, payload: JSONValue = None, params: a2a.TaskSendParams | None = None
-    ) -> AsyncIterator[a2a.TaskEvent]:
+    ) -> AsyncGenerator[a2a.TaskEvent, None]:
         """Send ``tasks/sendSubscribe`` and yield its events; unsubscribes at the end."""
         from famefabric.protocol.ids import new_id
 

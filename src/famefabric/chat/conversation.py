@@ -41,8 +41,12 @@ class ChatMessage:
             ValueError: the role is not one of system, user, assistant.
         """
         role = data.get("role")
-        if role == "system" or role == "user" or role == "assistant":
-            return cls(role=role, content=str(data.get("content", "")))
+        if role == "system":
+            return cls(role="system", content=str(data.get("content", "")))
+        if role == "user":
+            return cls(role="user", content=str(data.get("content", "")))
+        if role == "assistant":
+            return cls(role="assistant", content=str(data.get("content", "")))
         raise ValueError(f"unknown message role {role!r}; expected system, user or assistant")
 
 

@@ -259,4 +259,8 @@ def _install_sigint(callback: Callable[[], None]) -> Callable[[], None]:
         loop.add_signal_handler(signal.SIGINT, callback)
     except (NotImplementedError, RuntimeError, ValueError):
         return lambda: None
-    return lambda: loop.remove_signal_handler(signal.SIGINT)
+
+    def remove() -> None:
+        loop.remove_signal_handler(signal.SIGINT)
+
+    return remove

@@ -101,7 +101,7 @@ class RpcClient:
         method: str,
         params: JSONValue,
         *,
-        timeout: float | None = None,  # noqa: ASYNC109 - part of the public API; a deadline per call
+        timeout: float | None = None,
         meta: dict[str, JSONValue] | None = None,
     ) -> JSONValue:
         """Call ``method`` at ``to`` and return its result (see :meth:`Node.call`)."""

@@ -14,7 +14,6 @@ only the routing fields and re-serializes the parsed object it received:
 from __future__ import annotations
 
 import dataclasses
-from functools import cache
 from typing import Any
 
 import orjson
@@ -60,9 +59,18 @@ _STRING_ENVELOPE_FIELDS = frozenset(
 _INT_ENVELOPE_FIELDS = frozenset({"rtype", "seq_id", "flow_flags"})
 
 
-@cache
+_FIELDS: dict[type[Frame], tuple[tuple[str, str, bool], ...]] = {}
+
+
 def _frame_fields(cls: type[Frame]) -> tuple[tuple[str, str, bool], ...]:
     """(python name, wire name, required) for each field of a frame class."""
+    fields = _FIELDS.get(cls)
+    if fields is None:
+        fields = _FIELDS[cls] = _compute_fields(cls)
+    return fields
+
+
+def _compute_fields(cls: type[Frame]) -> tuple[tuple[str, str, bool], ...]:
     return tuple(
         (
             f.name,
