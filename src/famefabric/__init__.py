@@ -1,0 +1,77 @@
+"""famefabric: an agent message fabric and a stateful LLM chat agent.
+
+Layers, each importing only from those before it::
+
+    protocol -> routing -> transport -> node, sentinel -> agent (SDK) -> chat (app)
+"""
+
+from famefabric.agent import (
+    Agent,
+    Artifact,
+    BaseAgent,
+    DataPart,
+    Message,
+    Task,
+    TaskArtifactUpdateEvent,
+    TaskIdParams,
+    TaskQueryParams,
+    TaskSendParams,
+    TaskState,
+    TaskStatus,
+    TaskStatusUpdateEvent,
+    TextPart,
+    first_data_part,
+    first_text_part,
+    make_task,
+    make_task_params,
+    operation,
+)
+from famefabric.errors import (
+    ConfigurationError,
+    ConnectionClosed,
+    DefinitionError,
+    FabricError,
+    NoRoute,
+    OperationError,
+    OperationTimeout,
+    ProtocolError,
+    RemoteError,
+)
+from famefabric.fabric import FameFabric, current_fabric
+from famefabric.sentinel import Sentinel, run_sentinel, serve_sentinel
+
+__all__ = [
+    "Agent",
+    "Artifact",
+    "BaseAgent",
+    "ConfigurationError",
+    "ConnectionClosed",
+    "DataPart",
+    "DefinitionError",
+    "FabricError",
+    "FameFabric",
+    "Message",
+    "NoRoute",
+    "OperationError",
+    "OperationTimeout",
+    "ProtocolError",
+    "RemoteError",
+    "Sentinel",
+    "Task",
+    "TaskArtifactUpdateEvent",
+    "TaskIdParams",
+    "TaskQueryParams",
+    "TaskSendParams",
+    "TaskState",
+    "TaskStatus",
+    "TaskStatusUpdateEvent",
+    "TextPart",
+    "current_fabric",
+    "first_data_part",
+    "first_text_part",
+    "make_task",
+    "make_task_params",
+    "operation",
+    "run_sentinel",
+    "serve_sentinel",
+]

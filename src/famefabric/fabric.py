@@ -10,7 +10,6 @@ program can then talk with no sentinel process and no sockets.
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import logging
 from contextlib import AsyncExitStack
@@ -21,7 +20,7 @@ from famefabric.agent.server import AgentServer
 from famefabric.errors import FabricError
 from famefabric.node import Node
 from famefabric.settings import FabricSettings
-from famefabric.transport import Transport, memory_pair
+from famefabric.transport import Transport
 
 if TYPE_CHECKING:
     from famefabric.agent.base import BaseAgent
@@ -60,7 +59,6 @@ class FameFabric:
         self._stack = AsyncExitStack()
         self._node: Node | None = None
         self._sentinel: Sentinel | None = None
-        self._links: asyncio.TaskGroup | None = None
         self._servers: dict[str, AgentServer] = {}
         self._token: contextvars.Token[FameFabric | None] | None = None
 
@@ -128,8 +126,6 @@ class FameFabric:
                 self._sentinel = await self._stack.enter_async_context(
                     Sentinel(listen=False, show_envelopes=self._settings.show_envelopes)
                 )
-                # Owns the sentinel side of each in-memory link; exits after the node closes them.
-                self._links = await self._stack.enter_async_context(asyncio.TaskGroup())
             node = Node(
                 admission_url=IN_PROCESS_URL if self._in_process else self._settings.admission_url,
                 connect=self._connect_in_process if self._in_process else None,
@@ -159,11 +155,8 @@ class FameFabric:
         self._node = None
 
     async def _connect_in_process(self, url: str) -> Transport:
-        assert self._sentinel is not None and self._links is not None
-        system_id = url.rstrip("/").rsplit("/", 1)[-1]
-        node_end, sentinel_end = memory_pair(system_id, "sentinel")
-        self._links.create_task(self._sentinel.handle_transport(sentinel_end, system_id))
-        return node_end
+        assert self._sentinel is not None
+        return self._sentinel.connect_in_memory(url.rstrip("/").rsplit("/", 1)[-1])
 
     async def serve(self, agent: BaseAgent, address: str) -> AgentServer:
         """Bind ``address`` and answer its requests with ``agent``.

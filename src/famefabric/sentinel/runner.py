@@ -1,0 +1,105 @@
+"""Running a sentinel as a process: until a stop signal, with logging configured."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable
+
+from famefabric.errors import ConfigurationError
+from famefabric.sentinel.server import Sentinel
+
+log = logging.getLogger("famefabric.sentinel")
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+async def serve_sentinel(
+    *,
+    host: str = "0.0.0.0",
+    port: int = 8000,
+    system_id: str | None = None,
+    show_envelopes: bool = False,
+    idle_timeout: float | None = 90.0,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Run a sentinel until SIGINT or SIGTERM arrives, or until ``stop`` is set.
+
+    On either, the sentinel closes every child with 1000 and returns normally.
+
+    Args:
+        host: interface to listen on.
+        port: TCP port (0 picks a free one).
+        system_id: the sentinel's id; default :func:`default_sentinel_id`.
+        show_envelopes: print every envelope (``FAME_SHOW_ENVELOPES``).
+        idle_timeout: seconds of silence after which a child is closed.
+        stop: an event that stops the sentinel when set.
+
+    Raises:
+        ConfigurationError: the port cannot be bound or the id is invalid.
+    """
+    stop = stop if stop is not None else asyncio.Event()
+    loop = asyncio.get_running_loop()
+    installed: list[signal.Signals] = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(signum, _stopper(stop, signum))
+        except (NotImplementedError, RuntimeError, ValueError):
+            continue  # not the main thread, or no signal support on this platform
+        installed.append(signum)
+    try:
+        async with Sentinel(
+            system_id=system_id,
+            host=host,
+            port=port,
+            show_envelopes=show_envelopes,
+            idle_timeout=idle_timeout,
+        ):
+            await stop.wait()
+    finally:
+        for signum in installed:
+            loop.remove_signal_handler(signum)
+
+
+def run_sentinel(
+    *,
+    log_level: str = "info",
+    host: str = "0.0.0.0",
+    port: int = 8000,
+    system_id: str | None = None,
+    show_envelopes: bool = False,
+) -> None:
+    """Configure logging and run :func:`serve_sentinel` in a new event loop.
+
+    Uses uvloop when it is installed. Returns normally after SIGINT/SIGTERM.
+
+    Raises:
+        ConfigurationError: ``log_level`` is not a logging level name, or the
+            sentinel cannot start.
+    """
+    level = logging.getLevelName(log_level.upper())
+    if not isinstance(level, int):
+        raise ConfigurationError(
+            f"log level {log_level!r} is not valid: expected debug, info, warning or error"
+        )
+    logging.basicConfig(level=level, format=LOG_FORMAT)
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None
+    try:
+        import uvloop  # optional: the "fast" extra
+    except ImportError:
+        pass
+    else:
+        loop_factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(
+            serve_sentinel(host=host, port=port, system_id=system_id, show_envelopes=show_envelopes)
+        )
+
+
+def _stopper(stop: asyncio.Event, signum: signal.Signals) -> Callable[[], None]:
+    def on_signal() -> None:
+        log.info("received %s, shutting down", signum.name)
+        stop.set()
+
+    return on_signal
