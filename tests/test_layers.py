@@ -24,6 +24,7 @@ RANKS = {
     "envelope_log": 3,
     "transport": 3,
     "settings": 3,
+    "clock": 3,
     "node": 4,
     "sentinel": 4,
     "agent": 5,

@@ -15,8 +15,9 @@ from typing import Any, cast
 
 import orjson
 
+from famefabric.clock import timestamp
 from famefabric.errors import ConnectionClosed
-from famefabric.protocol.ids import new_id, timestamp
+from famefabric.protocol.ids import new_id
 from famefabric.transport.memory import MemoryTransport, memory_pair
 
 Wire = dict[str, Any]

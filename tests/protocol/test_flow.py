@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from famefabric.clock import timestamp
 from famefabric.protocol.flow import CreditLedger, SequenceStamper
-from famefabric.protocol.ids import new_id, source_id, timestamp
+from famefabric.protocol.ids import format_timestamp, new_id, source_id
 
 
 def test_credit_is_due_after_every_24_envelopes_of_a_flow() -> None:
@@ -44,6 +45,12 @@ def test_timestamp_is_utc_with_milliseconds() -> None:
     from datetime import UTC, datetime
 
     assert (
-        timestamp(datetime(2026, 11, 25, 0, 4, 15, 294999, tzinfo=UTC))
+        format_timestamp(datetime(2026, 11, 25, 0, 4, 15, 294999, tzinfo=UTC))
         == "2026-11-25T00:04:15.294Z"
     )
+
+
+def test_clock_timestamp_has_the_wire_shape() -> None:
+    import re
+
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", timestamp())

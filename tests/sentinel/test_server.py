@@ -21,6 +21,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 import famefabric.sentinel
+from famefabric.clock import timestamp
 from famefabric.envelope_log import EnvelopePrinter
 from famefabric.errors import ConnectionClosed as FabricConnectionClosed
 from famefabric.protocol.codec import encode
@@ -36,7 +37,7 @@ from famefabric.protocol.frames import (
     NodeAttach,
     NodeHeartbeat,
 )
-from famefabric.protocol.ids import new_id, source_id, timestamp
+from famefabric.protocol.ids import new_id, source_id
 from famefabric.protocol.jsonrpc import make_request, make_result
 from famefabric.sentinel import Sentinel
 from famefabric.transport import memory_pair

@@ -14,11 +14,12 @@ import asyncio
 import logging
 from typing import Any
 
+from famefabric.clock import timestamp
 from famefabric.errors import ConnectionClosed, FabricError, OperationTimeout
 from famefabric.node.dispatch import Binding, Bindings
 from famefabric.node.link import Link
 from famefabric.protocol.frames import RTYPE_ACK, Ack, Envelope
-from famefabric.protocol.ids import new_id, timestamp
+from famefabric.protocol.ids import new_id
 
 log = logging.getLogger(__name__)
 

@@ -29,6 +29,7 @@ from typing import Any, Literal, TypeVar
 
 import orjson
 
+from famefabric.clock import timestamp
 from famefabric.envelope_log import EnvelopePrinter
 from famefabric.errors import (
     ConfigurationError,
@@ -54,7 +55,7 @@ from famefabric.protocol.codec import envelope_from_dict, envelope_to_dict
 from famefabric.protocol.frames import (
     Envelope,
 )
-from famefabric.protocol.ids import new_id, timestamp
+from famefabric.protocol.ids import new_id
 from famefabric.transport import websocket
 
 log = logging.getLogger(__name__)
@@ -447,7 +448,7 @@ class Node:
         method: str,
         params: JSONValue,
         *,
-        timeout: float | None = None,  # noqa: ASYNC109 - part of the public API; a deadline per call
+        timeout: float | None = None,
         meta: dict[str, JSONValue] | None = None,
     ) -> JSONValue:
         """Call a JSON-RPC method at an address and return its result.

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from famefabric.clock import timestamp
 from famefabric.errors import RemoteProtocolError
 from famefabric.node.backoff import AttachRefused
 from famefabric.protocol.address import RPC_PARTICIPANT_PREFIX, SYSTEM_PARTICIPANT
@@ -35,7 +36,7 @@ from famefabric.protocol.frames import (
     NodeAttachAck,
     NodeHeartbeatAck,
 )
-from famefabric.protocol.ids import new_id, source_id, timestamp
+from famefabric.protocol.ids import new_id, source_id
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,9 +12,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from famefabric.clock import timestamp
 from famefabric.errors import JSONValue
 from famefabric.protocol.frames import FLOW_RESET, Envelope
-from famefabric.protocol.ids import new_id, timestamp
+from famefabric.protocol.ids import new_id
 
 CANCELLED = "CANCELLED"
 """NACK code of the notice a caller sends when it stops waiting."""

@@ -9,20 +9,17 @@ first 16 bytes of the SHA-256 of the sender's physical path.
 from __future__ import annotations
 
 import hashlib
-import os
 import random
-import time
 from datetime import datetime
 from functools import lru_cache
 
 ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 ID_LENGTH = 16
 
-# Ids only need to be unique, not secret (the open profile signs nothing), so a
-# fast generator seeded from the OS is enough; it is reseeded after fork.
-_random = random.Random(os.urandom(32))
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=lambda: _random.seed(os.urandom(32)))
+# Ids only need to be unique, not secret (the open profile signs nothing), so
+# the random module's generator is enough: it is seeded from the OS and
+# reseeded after fork by the random module itself.
+_randbytes = random.randbytes
 
 
 # Each random byte picks a character through this table. Bytes 248-255 favour
@@ -34,7 +31,7 @@ _BYTE_TO_CHAR = bytes(ord(ALPHABET[value % len(ALPHABET)]) for value in range(25
 
 def new_id() -> str:
     """Return a fresh 16-character id."""
-    return _random.randbytes(ID_LENGTH).translate(_BYTE_TO_CHAR).decode("ascii")
+    return _randbytes(ID_LENGTH).translate(_BYTE_TO_CHAR).decode("ascii")
 
 
 def base62(data: bytes) -> str:
@@ -53,17 +50,6 @@ def source_id(physical_path: str) -> str:
     return base62(hashlib.sha256(physical_path.encode()).digest()[:16])
 
 
-_second_prefix: tuple[int, str] = (-1, "")
-
-
-def timestamp(now: datetime | None = None) -> str:
-    """Return an RFC 3339 UTC timestamp with millisecond precision and a ``Z`` suffix."""
-    if now is not None:
-        return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
-    # Every envelope gets one: format the date once per second, not per call.
-    global _second_prefix
-    clock = time.time()
-    second = int(clock)
-    if _second_prefix[0] != second:
-        _second_prefix = (second, time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second)))
-    return f"{_second_prefix[1]}{int((clock - second) * 1000):03d}Z"
+def format_timestamp(moment: datetime) -> str:
+    """Format a UTC moment as RFC 3339 with millisecond precision and a ``Z`` suffix."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"

@@ -32,6 +32,7 @@ import asyncio
 import logging
 from typing import Any
 
+from famefabric.clock import timestamp
 from famefabric.envelope_log import EnvelopePrinter
 from famefabric.errors import ConnectionClosed, ProtocolError
 from famefabric.protocol.address import Address, parse_address
@@ -52,7 +53,7 @@ from famefabric.protocol.frames import (
     NodeAttachAck,
     NodeHeartbeatAck,
 )
-from famefabric.protocol.ids import new_id, source_id, timestamp
+from famefabric.protocol.ids import new_id, source_id
 from famefabric.routing import (
     CHILD_UNREACHABLE,
     MESSAGE_TOO_LARGE,
