@@ -130,7 +130,11 @@ async def test_operation_errors_keep_code_message_and_data(client: FameFabric) -
     assert (info.value.code, info.value.message) == (-32603, "kaboom")
     with pytest.raises(RemoteError) as info:
         await proxy.refuse()
-    assert (info.value.code, info.value.message, info.value.data) == (-32050, "not today", {"code": "refused"})
+    assert (info.value.code, info.value.message, info.value.data) == (
+        -32050,
+        "not today",
+        {"code": "refused"},
+    )
 
 
 async def test_unknown_method_and_bad_params_are_named(client: FameFabric) -> None:
@@ -147,7 +151,9 @@ async def test_unknown_method_and_bad_params_are_named(client: FameFabric) -> No
 async def test_typed_proxy_rejects_unknown_operations_locally(client: FameFabric) -> None:
     proxy = Calc.remote_by_address("calc@fame.fabric")
     assert await proxy.add(2, 2) == 4
-    with pytest.raises(AttributeError, match="Calc has no operation 'ad'; its operations: add, count"):
+    with pytest.raises(
+        AttributeError, match="Calc has no operation 'ad'; its operations: add, count"
+    ):
         proxy.ad(1, 2)  # type: ignore[attr-defined]
 
 
@@ -220,3 +226,48 @@ async def test_an_in_process_fabric_needs_no_sentinel_process() -> None:
         assert [i async for i in proxy.count(3)] == [0, 1, 2]
         with pytest.raises(NoRoute):
             await Agent.remote_by_address("nobody@fame.fabric").add(1, 2)
+
+
+async def test_traffic_logs_nothing_at_info_level(client: FameFabric) -> None:
+    import logging
+
+    created: list[logging.LogRecord] = []
+    factory = logging.getLogRecordFactory()
+
+    def counting(*args: object, **kwargs: object) -> logging.LogRecord:
+        record = factory(*args, **kwargs)  # type: ignore[arg-type]
+        if record.name.startswith("famefabric"):
+            created.append(record)
+        return record
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.INFO)
+    logging.setLogRecordFactory(counting)
+    try:
+        proxy = Agent.remote_by_address("calc@fame.fabric")
+        for n in range(300):
+            assert await proxy.add(n, 1) == n + 1
+        assert [i async for i in proxy.count(50)] == list(range(50))
+    finally:
+        logging.setLogRecordFactory(factory)
+        root.setLevel(level)
+    assert [r.getMessage() for r in created] == []
+
+
+async def test_an_agent_skips_work_whose_caller_already_gave_up(
+    client: FameFabric, calc: Calc
+) -> None:
+    import time
+
+    past = int(time.time() * 1000) - 1000
+    with pytest.raises(OperationTimeout):
+        await client.node.call(
+            "calc@fame.fabric",
+            "wait",
+            {"args": [0.01], "kwargs": {}},
+            timeout=0.5,
+            meta={"deadline": past},
+        )
+    assert not calc.started.is_set()
+    assert await Agent.remote_by_address("calc@fame.fabric").wait(0.01) == "done"

@@ -54,7 +54,7 @@ def request(
     if timeout is not None or meta:
         extra = dict(meta or {})
         if timeout is not None:
-            extra["deadline"] = int((time.time() + timeout) * 1000)
+            extra.setdefault("deadline", int((time.time() + timeout) * 1000))
         wire["meta"] = extra
     return wire
 
