@@ -5,8 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-RUN_DIR=.run
-BIN=.venv/bin
+RUN_DIR="${FAME_RUN_DIR:-.run}"
+BIN="${FAME_BIN:-.venv/bin}"
 PORT="${FAME_LISTENER_PORT:-8000}"
 LLM_PORT="${FAME_DEMO_LLM_PORT:-8011}"
 HEALTH="http://127.0.0.1:${PORT}/fame/v1/attach/health"

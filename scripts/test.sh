@@ -12,6 +12,14 @@ fi
 if ! scripts/interop-venv.sh; then
   echo "interop peer not installed: interop tests will skip (or fail under CI)" >&2
 fi
+if ! command -v docker-compose >/dev/null 2>&1 && ! docker compose version >/dev/null 2>&1; then
+  # To validate the compose files (tests/test_docker_files.py); best effort.
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get install -y -qq docker-compose >/dev/null 2>&1 ||
+      { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq docker-compose >/dev/null 2>&1; } ||
+      echo "docker-compose not installable: compose files will not be validated" >&2
+  fi
+fi
 if ! scripts/ensure-redis.sh >/dev/null; then
   echo "redis-server not available: Redis tests will skip (or fail under CI)" >&2
 fi

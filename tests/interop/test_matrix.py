@@ -111,6 +111,7 @@ SCENARIO_TARGETS = {
     "a2a_base": "echo",
     "many": "echo",
     "chat": "chat",
+    "chat_stream": "chat",
 }
 
 
@@ -679,3 +680,19 @@ def test_our_caller_fails_promptly_when_our_agent_dies_mid_call(
     error = error_of(record)
     assert re.search(r"disconnected|CHILD_UNREACHABLE|connection", error), report
     assert ADDRESSES[OURS]["echo"] in error, report
+
+
+@pytest.mark.parametrize(
+    "combo",
+    [combo for combo in COMBOS if combo.agent == OURS],
+    ids=[combo.id for combo in COMBOS if combo.agent == OURS],
+)
+def test_streaming_turn_of_our_chat_agent_reaches_either_client(combo: Combo, matrix: Matrix) -> None:
+    """A Naylence client (and ours) consumes ``stream_turn`` piece by piece."""
+    run = matrix.run(combo, "chat_stream")
+    items = step(run, "stream_turn")
+    assert items["ok"], explain(run)
+    pieces = [str(item) for item in items["items"]]
+    assert len(pieces) > 1, explain(run)
+    assert "".join(pieces) == "echo(2): hello there", explain(run)
+    assert step(run, "end_conversation")["ok"], explain(run)

@@ -117,11 +117,17 @@ class BaseAgent(Agent):
             raise
         except Exception as exc:
             task = a2a.make_task(
-                id=params.id, state=a2a.TaskState.FAILED, payload=str(exc), session_id=params.session_id
+                id=params.id,
+                state=a2a.TaskState.FAILED,
+                payload=str(exc),
+                session_id=params.session_id,
             )
         else:
             task = a2a.make_task(
-                id=params.id, state=a2a.TaskState.COMPLETED, payload=result, session_id=params.session_id
+                id=params.id,
+                state=a2a.TaskState.COMPLETED,
+                payload=result,
+                session_id=params.session_id,
             )
         self.remember_task(task)
         return task
@@ -139,10 +145,14 @@ class BaseAgent(Agent):
         """Answer ``tasks/cancel``; by default tasks cannot be cancelled."""
         raise OperationError("Task cannot be canceled", code=jsonrpc.TASK_NOT_CANCELABLE)
 
-    async def subscribe_to_task_updates(self, params: a2a.TaskSendParams) -> AsyncIterator[a2a.TaskEvent]:
+    async def subscribe_to_task_updates(
+        self, params: a2a.TaskSendParams
+    ) -> AsyncIterator[a2a.TaskEvent]:
         """Answer ``tasks/sendSubscribe``: start the task, stream its status until it ends."""
         task = await self.start_task(params)
-        yield a2a.TaskStatusUpdateEvent(id=task.id, status=task.status, final=a2a.is_terminal(task.status.state))
+        yield a2a.TaskStatusUpdateEvent(
+            id=task.id, status=task.status, final=a2a.is_terminal(task.status.state)
+        )
         for artifact in task.artifacts or ():
             yield a2a.TaskArtifactUpdateEvent(id=task.id, artifact=artifact)
         state = task.status.state
@@ -151,13 +161,17 @@ class BaseAgent(Agent):
             task = await self.get_task_status(a2a.TaskQueryParams(id=params.id))
             if task.status.state != state:
                 state = task.status.state
-                yield a2a.TaskStatusUpdateEvent(id=task.id, status=task.status, final=a2a.is_terminal(state))
+                yield a2a.TaskStatusUpdateEvent(
+                    id=task.id, status=task.status, final=a2a.is_terminal(state)
+                )
 
     async def unsubscribe_task(self, params: a2a.TaskIdParams) -> None:
         """Answer ``tasks/sendUnsubscribe``: always succeeds."""
         return None
 
-    async def aserve(self, address: str, *, fabric: FameFabric | None = None, stop: asyncio.Event | None = None) -> None:
+    async def aserve(
+        self, address: str, *, fabric: FameFabric | None = None, stop: asyncio.Event | None = None
+    ) -> None:
         """Attach, bind ``address`` and serve until cancelled, ``stop`` is set, or SIGINT/SIGTERM.
 
         Args:

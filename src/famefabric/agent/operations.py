@@ -74,7 +74,9 @@ _UNSUPPORTED_KINDS = {
 }
 
 
-def _check(cls_name: str, attribute: str, fn: Callable[..., Any], mark: OperationMark) -> OperationSpec:
+def _check(
+    cls_name: str, attribute: str, fn: Callable[..., Any], mark: OperationMark
+) -> OperationSpec:
     where = f"{cls_name}.{attribute}"
     is_generator = inspect.isasyncgenfunction(fn)
     if not (inspect.iscoroutinefunction(fn) or is_generator):
@@ -111,10 +113,14 @@ def _check(cls_name: str, attribute: str, fn: Callable[..., Any], mark: Operatio
         raise DefinitionError(
             f"operation {where} cannot use the wire name {wire_name!r}; 'tasks/' names are reserved for A2A"
         )
-    return OperationSpec(wire_name=wire_name, attribute=attribute, streaming=streaming, signature=signature)
+    return OperationSpec(
+        wire_name=wire_name, attribute=attribute, streaming=streaming, signature=signature
+    )
 
 
-def collect_operations(cls: type, inherited: Mapping[str, OperationSpec]) -> Mapping[str, OperationSpec]:
+def collect_operations(
+    cls: type, inherited: Mapping[str, OperationSpec]
+) -> Mapping[str, OperationSpec]:
     """Return the operation table of ``cls``: inherited ones plus those it defines.
 
     Raises:
@@ -129,7 +135,9 @@ def collect_operations(cls: type, inherited: Mapping[str, OperationSpec]) -> Map
             # An override without the decorator keeps serving under the inherited name.
             for wire, spec in list(table.items()):
                 if spec.attribute == attribute and callable(value):
-                    table[wire] = _check(cls.__name__, attribute, value, OperationMark(wire, spec.streaming))
+                    table[wire] = _check(
+                        cls.__name__, attribute, value, OperationMark(wire, spec.streaming)
+                    )
             continue
         spec = _check(cls.__name__, attribute, fn, mark)
         clash = table.get(spec.wire_name)

@@ -33,7 +33,9 @@ class RemoteCall:
 
     __slots__ = ("_method", "_params", "_proxy", "_timeout")
 
-    def __init__(self, proxy: RemoteAgent, method: str, params: JSONValue, timeout: float | None) -> None:
+    def __init__(
+        self, proxy: RemoteAgent, method: str, params: JSONValue, timeout: float | None
+    ) -> None:
         self._proxy = proxy
         self._method = method
         self._params = params
@@ -41,11 +43,15 @@ class RemoteCall:
 
     def __await__(self) -> Generator[Any, None, JSONValue]:
         node = self._proxy._node()
-        return node.call(self._proxy.address, self._method, self._params, timeout=self._timeout).__await__()
+        return node.call(
+            self._proxy.address, self._method, self._params, timeout=self._timeout
+        ).__await__()
 
     def __aiter__(self) -> AsyncIterator[JSONValue]:
         node = self._proxy._node()
-        return node.stream(self._proxy.address, self._method, self._params, idle_timeout=self._timeout).__aiter__()
+        return node.stream(
+            self._proxy.address, self._method, self._params, idle_timeout=self._timeout
+        ).__aiter__()
 
 
 class RemoteMethod:
@@ -58,7 +64,9 @@ class RemoteMethod:
         self._name = name
 
     def __call__(self, *args: Any, _timeout: float | None = None, **kwargs: Any) -> RemoteCall:
-        params = jsonrpc.operation_params(tuple(_to_param(a) for a in args), {k: _to_param(v) for k, v in kwargs.items()})
+        params = jsonrpc.operation_params(
+            tuple(_to_param(a) for a in args), {k: _to_param(v) for k, v in kwargs.items()}
+        )
         return RemoteCall(self._proxy, self._name, params, _timeout)
 
 
@@ -71,11 +79,18 @@ class RemoteAgent:
         agent_class: when known, only its operations are accepted.
     """
 
-    def __init__(self, address: str, *, fabric: FameFabric | None = None, agent_class: type[BaseAgent] | None = None) -> None:
+    def __init__(
+        self,
+        address: str,
+        *,
+        fabric: FameFabric | None = None,
+        agent_class: type[BaseAgent] | None = None,
+    ) -> None:
         parse_address(address)
         self.address = address
         self._fabric = fabric
         self._agent_class = agent_class
+        self._methods: dict[str, RemoteMethod] = {}
 
     def __repr__(self) -> str:
         return f"<RemoteAgent {self.address}>"
@@ -94,6 +109,12 @@ class RemoteAgent:
     def __getattr__(self, name: str) -> RemoteMethod:
         if name.startswith("_"):
             raise AttributeError(name)
+        method = self._methods.get(name)
+        if method is None:
+            method = self._methods[name] = self._method(name)
+        return method
+
+    def _method(self, name: str) -> RemoteMethod:
         if self._agent_class is not None:
             known = self._agent_class.operations()
             if not any(spec.attribute == name or wire == name for wire, spec in known.items()):
@@ -122,7 +143,9 @@ class RemoteAgent:
         params = params or a2a.make_task_params(
             id=id or new_id(), payload=payload, session_id=session_id, history_length=history_length
         )
-        result = await self._node().call(self.address, "tasks/send", params.to_wire(), timeout=timeout)
+        result = await self._node().call(
+            self.address, "tasks/send", params.to_wire(), timeout=timeout
+        )
         return a2a.Task.model_validate(result)
 
     async def get_task_status(self, *, id: str, timeout: float | None = None) -> a2a.Task:
@@ -136,7 +159,11 @@ class RemoteAgent:
         return a2a.Task.model_validate(result)
 
     async def subscribe_to_task_updates(
-        self, *, id: str | None = None, payload: JSONValue = None, params: a2a.TaskSendParams | None = None
+        self,
+        *,
+        id: str | None = None,
+        payload: JSONValue = None,
+        params: a2a.TaskSendParams | None = None,
     ) -> AsyncGenerator[a2a.TaskEvent, None]:
         """Send ``tasks/sendSubscribe`` and yield its events; unsubscribes at the end."""
         from famefabric.protocol.ids import new_id
@@ -152,7 +179,9 @@ class RemoteAgent:
         finally:
             await node.call(self.address, "tasks/sendUnsubscribe", {"id": params.id}, timeout=5.0)
 
-    async def run_task(self, payload: JSONValue = None, *, id: str | None = None, timeout: float | None = None) -> JSONValue:
+    async def run_task(
+        self, payload: JSONValue = None, *, id: str | None = None, timeout: float | None = None
+    ) -> JSONValue:
         """Start a task and wait until it ends; return its result.
 
         Raises:
@@ -162,13 +191,19 @@ class RemoteAgent:
 
         task = await self.start_task(id=id, payload=payload, timeout=timeout)
         if not a2a.is_terminal(task.status.state):
-            events = self.subscribe_to_task_updates(params=a2a.make_task_params(id=task.id, payload=payload))
+            events = self.subscribe_to_task_updates(
+                params=a2a.make_task_params(id=task.id, payload=payload)
+            )
             async with aclosing(events):  # unsubscribes as soon as the loop ends
                 async for event in events:
-                    if isinstance(event, a2a.TaskStatusUpdateEvent) and a2a.is_terminal(event.status.state):
+                    if isinstance(event, a2a.TaskStatusUpdateEvent) and a2a.is_terminal(
+                        event.status.state
+                    ):
                         task = task.model_copy(update={"status": event.status})
                         break
         if task.status.state == a2a.TaskState.FAILED:
-            raise RemoteError(jsonrpc.INTERNAL_ERROR, a2a.first_text_part(task.status.message) or "task failed")
+            raise RemoteError(
+                jsonrpc.INTERNAL_ERROR, a2a.first_text_part(task.status.message) or "task failed"
+            )
         result = a2a.first_data_part(task.status.message)
         return result if result is not None else a2a.first_text_part(task.status.message)

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ValidationError
 
 from famefabric.agent import a2a
+from famefabric.agent.operations import OperationSpec
 from famefabric.errors import JSONValue, LocalProtocolError, OperationError
 from famefabric.protocol import jsonrpc
 from famefabric.protocol.frames import Data, DeliveryAck, Envelope
@@ -62,6 +63,7 @@ class AgentServer:
         self._address = address
         self._running: dict[str, asyncio.Task[Any]] = {}
         self._abandoned: set[str] = set()
+        self._operations: dict[str, tuple[Handler, bool]] = {}
         self._a2a: dict[str, tuple[type[a2a._Wire] | None, bool, Callable[[Any], Any]]] = {
             "tasks/send": (a2a.TaskSendParams, False, agent.start_task),
             "tasks/get": (a2a.TaskQueryParams, False, agent.get_task_status),
@@ -93,7 +95,9 @@ class AgentServer:
             return
         deadline = (envelope.meta or {}).get("deadline")
         if isinstance(deadline, int | float) and deadline < time.time() * 1000:
-            log.debug("skipping %s %s: its caller's deadline has passed", request.method, request.id)
+            log.debug(
+                "skipping %s %s: its caller's deadline has passed", request.method, request.id
+            )
             return
         task = asyncio.current_task()
         assert task is not None
@@ -129,24 +133,34 @@ class AgentServer:
             async with aclosing(iterator) as items:  # type: ignore[type-var]
                 async for item in items:
                     if item is None:
-                        log.warning("%s yielded None, which a stream cannot carry; skipped", request.method)
+                        log.warning(
+                            "%s yielded None, which a stream cannot carry; skipped", request.method
+                        )
                         continue
-                    await self._send(envelope, request, jsonrpc.make_result(request.id, to_json(item)))
+                    await self._send(
+                        envelope, request, jsonrpc.make_result(request.id, to_json(item))
+                    )
         except OperationError as exc:
-            await self._send(envelope, request, jsonrpc.make_error(request.id, exc.code, exc.message, exc.data))
+            await self._send(
+                envelope, request, jsonrpc.make_error(request.id, exc.code, exc.message, exc.data)
+            )
             return
         except Exception as exc:
             await self._send(envelope, request, self._error_payload(request, exc))
             return
         await self._send(envelope, request, jsonrpc.make_end_marker(request.id))
 
-    async def _send(self, envelope: Envelope, request: jsonrpc.Request, payload: dict[str, Any]) -> None:
+    async def _send(
+        self, envelope: Envelope, request: jsonrpc.Request, payload: dict[str, Any]
+    ) -> None:
         try:
             await self._node.reply(envelope, payload)
         except LocalProtocolError as exc:
             log.warning("reply to %s %s cannot be sent: %s", request.method, request.id, exc)
             message = f"result of {request.method} too large to send: {exc}"
-            await self._node.reply(envelope, jsonrpc.make_error(request.id, jsonrpc.INTERNAL_ERROR, message))
+            await self._node.reply(
+                envelope, jsonrpc.make_error(request.id, jsonrpc.INTERNAL_ERROR, message)
+            )
 
     def _error_payload(self, request: jsonrpc.Request, exc: Exception) -> dict[str, Any]:
         error_id = new_id()
@@ -156,11 +170,18 @@ class AgentServer:
         if request.method.startswith("tasks/"):
             if isinstance(exc, ValidationError):
                 return jsonrpc.make_error(
-                    request.id, jsonrpc.INVALID_REQUEST, "Request payload validation error", str(exc)
+                    request.id,
+                    jsonrpc.INVALID_REQUEST,
+                    "Request payload validation error",
+                    str(exc),
                 )
-            return jsonrpc.make_error(request.id, jsonrpc.INTERNAL_ERROR, "Internal error", str(exc))
+            return jsonrpc.make_error(
+                request.id, jsonrpc.INTERNAL_ERROR, "Internal error", str(exc)
+            )
         # Operations answer with the exception's text (PROTOCOL.md §10.4).
-        return jsonrpc.make_error(request.id, jsonrpc.INTERNAL_ERROR, str(exc) or type(exc).__name__)
+        return jsonrpc.make_error(
+            request.id, jsonrpc.INTERNAL_ERROR, str(exc) or type(exc).__name__
+        )
 
     def _resolve(self, request: jsonrpc.Request) -> tuple[Handler, bool]:
         method = request.method
@@ -168,27 +189,82 @@ class AgentServer:
             model, streaming, target = self._a2a[method]
             return _a2a_handler(model, target), streaming
         if method in ("tasks/pushNotification/set", "tasks/pushNotification/get"):
-            raise OperationError("Push Notification is not supported", code=jsonrpc.PUSH_NOT_SUPPORTED)
-        spec = type(self._agent).operations().get(method)
-        if spec is None:
-            raise OperationError("Method not found", code=jsonrpc.METHOD_NOT_FOUND, data=method)
-        bound_method = getattr(self._agent, spec.attribute)
-        agent_name = type(self._agent).__name__
+            raise OperationError(
+                "Push Notification is not supported", code=jsonrpc.PUSH_NOT_SUPPORTED
+            )
+        cached = self._operations.get(method)
+        if cached is None:
+            spec = type(self._agent).operations().get(method)
+            if spec is None:
+                raise OperationError("Method not found", code=jsonrpc.METHOD_NOT_FOUND, data=method)
+            cached = self._operations[method] = (
+                _operation_handler(self._agent, spec),
+                spec.streaming,
+            )
+        return cached
 
-        def call(params: JSONValue) -> Any:
-            try:
-                args, kwargs = jsonrpc.split_params(params)
-                bound = spec.signature.bind(self._agent, *args, **kwargs)
-            except (TypeError, ValueError) as exc:
-                raise OperationError(
-                    f"invalid params for {agent_name}.{spec.attribute}: {exc}",
-                    code=jsonrpc.INVALID_PARAMS,
-                ) from None
-            arguments = _convert_models(spec.signature, bound.arguments)
-            arguments.pop("self", None)
-            return bound_method(**arguments)
 
-        return call, spec.streaming
+def _operation_handler(agent: BaseAgent, spec: OperationSpec) -> Handler:
+    """Return a function calling the operation with a request's params.
+
+    The common case (positional-or-keyword parameters, arguments that fit)
+    is checked with a few set operations; anything else goes through
+    ``Signature.bind``, whose error names the offending parameter.
+    """
+    method = getattr(agent, spec.attribute)
+    where = f"{type(agent).__name__}.{spec.attribute}"
+    params = list(spec.signature.parameters.values())[1:]
+    names = tuple(p.name for p in params)
+    simple = all(p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in params)
+    required = frozenset(p.name for p in params if p.default is inspect.Parameter.empty)
+    models = {
+        p.name: p.annotation
+        for p in params
+        if isinstance(p.annotation, type) and issubclass(p.annotation, BaseModel)
+    }
+
+    def slow_bind(args: list[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+        try:
+            bound = spec.signature.bind(agent, *args, **kwargs)
+        except TypeError as exc:
+            raise OperationError(
+                f"invalid params for {where}: {exc}", code=jsonrpc.INVALID_PARAMS
+            ) from None
+        arguments = dict(bound.arguments)
+        arguments.pop("self", None)
+        return arguments
+
+    def call(params: JSONValue) -> Any:
+        try:
+            args, kwargs = jsonrpc.split_params(params)
+        except ValueError as exc:
+            raise OperationError(
+                f"invalid params for {where}: {exc}", code=jsonrpc.INVALID_PARAMS
+            ) from None
+        positional = names[: len(args)]
+        fits = (
+            simple
+            and len(args) <= len(names)
+            and kwargs.keys() <= set(names)
+            and not kwargs.keys() & set(positional)
+            and required <= set(positional) | kwargs.keys()
+        )
+        if not fits:
+            return method(**_convert(models, slow_bind(args, kwargs)))
+        if models:
+            arguments = dict(zip(positional, args, strict=False)) | kwargs
+            return method(**_convert(models, arguments))
+        return method(*args, **kwargs)
+
+    return call
+
+
+def _convert(models: dict[str, type[BaseModel]], arguments: dict[str, Any]) -> dict[str, Any]:
+    for name, model in models.items():
+        value = arguments.get(name)
+        if isinstance(value, dict):
+            arguments[name] = model.model_validate(value)
+    return arguments
 
 
 def _a2a_handler(model: type[a2a._Wire] | None, target: Callable[[Any], Any]) -> Handler:
@@ -197,12 +273,3 @@ def _a2a_handler(model: type[a2a._Wire] | None, target: Callable[[Any], Any]) ->
         return target(value)
 
     return call
-
-
-def _convert_models(signature: inspect.Signature, arguments: dict[str, Any]) -> dict[str, Any]:
-    out = dict(arguments)
-    for name, value in arguments.items():
-        annotation = signature.parameters[name].annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel) and isinstance(value, dict):
-            out[name] = annotation.model_validate(value)
-    return out

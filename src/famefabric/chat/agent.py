@@ -89,6 +89,9 @@ class ChatAgent(BaseAgent):
         system_prompt: used when a conversation starts without one.
         max_history_length: exchanges kept when a conversation does not say.
         replica_id: this process's name in store leases (default: random).
+        leases: take a store lease around each turn, so that replicas sharing
+            the store take turns; by default on for every store but the
+            in-memory one, which no other process can see.
         clock: seconds since the epoch; injectable for tests.
     """
 
@@ -102,6 +105,7 @@ class ChatAgent(BaseAgent):
         max_history_length: int = DEFAULT_MAX_HISTORY_LENGTH,
         idle_ttl: float | None = None,
         replica_id: str | None = None,
+        leases: bool | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__()
@@ -114,6 +118,9 @@ class ChatAgent(BaseAgent):
         self.replica_id = replica_id or new_id()
         self._clock = clock
         self._locks = _FifoLocks()
+        self._leases = (
+            not isinstance(self.store, MemoryConversationStore) if leases is None else leases
+        )
         self._last_sweep = clock()
 
     async def start_task(self, params: a2a.TaskSendParams) -> a2a.Task:
@@ -126,14 +133,22 @@ class ChatAgent(BaseAgent):
         data = a2a.first_data_part(params.message) or {}
         system_prompt = data.get("system_prompt") or self.system_prompt
         if not isinstance(system_prompt, str):
-            raise _error(f"system_prompt must be a string, got {system_prompt!r}", "invalid_params", jsonrpc.INVALID_PARAMS)
+            raise _error(
+                f"system_prompt must be a string, got {system_prompt!r}",
+                "invalid_params",
+                jsonrpc.INVALID_PARAMS,
+            )
         length = data.get("max_history_length") or params.history_length or self.max_history_length
         if not isinstance(length, int) or isinstance(length, bool) or length < 1:
             raise _error(
-                f"max_history_length must be a positive integer, got {length!r}", "invalid_params", jsonrpc.INVALID_PARAMS
+                f"max_history_length must be a positive integer, got {length!r}",
+                "invalid_params",
+                jsonrpc.INVALID_PARAMS,
             )
         await self._sweep()
-        state = ConversationState(conversation_id=params.id, system_prompt=system_prompt, max_history_length=length)
+        state = ConversationState(
+            conversation_id=params.id, system_prompt=system_prompt, max_history_length=length
+        )
         try:
             await self.store.create(state)
         except ConversationExists:
@@ -145,20 +160,31 @@ class ChatAgent(BaseAgent):
         except StoreUnavailable as exc:
             raise _error(str(exc), "store_unavailable") from exc
         log.info("conversation %s started (window %d exchanges)", params.id, length)
-        return a2a.make_task(id=params.id, state=a2a.TaskState.WORKING, payload="", session_id=params.session_id or params.id)
+        return a2a.make_task(
+            id=params.id,
+            state=a2a.TaskState.WORKING,
+            payload="",
+            session_id=params.session_id or params.id,
+        )
 
     async def get_task_status(self, params: a2a.TaskQueryParams) -> a2a.Task:
         """Answer ``tasks/get``: a live conversation is a ``working`` task."""
         await self._load(params.id)
-        return a2a.make_task(id=params.id, state=a2a.TaskState.WORKING, payload="", session_id=params.id)
+        return a2a.make_task(
+            id=params.id, state=a2a.TaskState.WORKING, payload="", session_id=params.id
+        )
 
     async def cancel_task(self, params: a2a.TaskIdParams) -> a2a.Task:
         """Answer ``tasks/cancel`` by ending the conversation."""
         await self.end_conversation(params.id)
-        return a2a.make_task(id=params.id, state=a2a.TaskState.CANCELED, payload="", session_id=params.id)
+        return a2a.make_task(
+            id=params.id, state=a2a.TaskState.CANCELED, payload="", session_id=params.id
+        )
 
     @operation
-    async def run_turn(self, conversation_id: str, user_message: str, turn_id: str | None = None) -> str:
+    async def run_turn(
+        self, conversation_id: str, user_message: str, turn_id: str | None = None
+    ) -> str:
         """Answer one user message; returns the assistant's reply.
 
         An empty message asks the assistant to speak without new input. With
@@ -220,7 +246,11 @@ class ChatAgent(BaseAgent):
 
     def _check_message(self, user_message: object) -> None:
         if not isinstance(user_message, str):
-            raise _error(f"user_message must be a string, got {type(user_message).__name__}", "invalid_params", jsonrpc.INVALID_PARAMS)
+            raise _error(
+                f"user_message must be a string, got {type(user_message).__name__}",
+                "invalid_params",
+                jsonrpc.INVALID_PARAMS,
+            )
         if len(user_message) > self.max_message_chars:
             raise _error(
                 f"message of {len(user_message)} characters is over the limit of {self.max_message_chars}: send a shorter one",
@@ -249,6 +279,9 @@ class ChatAgent(BaseAgent):
 
     @asynccontextmanager
     async def _lease(self, conversation_id: str) -> AsyncIterator[None]:
+        if not self._leases:
+            yield
+            return
         try:
             deadline = self._clock() + LEASE_WAIT
             delay = 0.005
@@ -272,7 +305,9 @@ class ChatAgent(BaseAgent):
             try:
                 await self.store.release_lease(conversation_id, self.replica_id)
             except StoreUnavailable:
-                log.warning("could not release the lease of %s; it expires by itself", conversation_id)
+                log.warning(
+                    "could not release the lease of %s; it expires by itself", conversation_id
+                )
 
     async def _renew(self, conversation_id: str) -> None:
         while True:
@@ -282,7 +317,9 @@ class ChatAgent(BaseAgent):
             except StoreUnavailable:
                 log.warning("could not renew the lease of %s", conversation_id)
 
-    async def _commit(self, state: ConversationState, user_message: str, reply: str, turn_id: str | None) -> None:
+    async def _commit(
+        self, state: ConversationState, user_message: str, reply: str, turn_id: str | None
+    ) -> None:
         try:
             await self.store.commit_turn(
                 state.conversation_id,
