@@ -6,6 +6,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RUN_DIR := .run
+PORT := $(or $(FAME_LISTENER_PORT),8000)
+# The chat client attaches to the sentinel that `make start` runs, unless told otherwise.
+CHAT := FAME_DIRECT_ADMISSION_URL=$${FAME_DIRECT_ADMISSION_URL:-ws://127.0.0.1:$(PORT)/fame/v1/attach/ws/downstream} $(BIN)/fame chat
 
 .PHONY: help install run run-verbose chat start stop status logs test test-fast lint format bench bench-quick docker-check clean
 
@@ -28,13 +31,13 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: install start
-	$(BIN)/fame chat
+	@$(CHAT)
 
 chat: install
-	$(BIN)/fame chat
+	@$(CHAT)
 
 run-verbose: install start
-	$(BIN)/fame chat --verbose
+	@$(CHAT) --verbose
 
 start: install
 	@scripts/services.sh start

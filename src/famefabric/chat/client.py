@@ -67,11 +67,15 @@ class RemoteChatSession:
     async def ask(self, question: str) -> str:
         """Send one turn; return the reply."""
         try:
-            reply = await self._agent.run_turn(self.conversation_id, question, _timeout=self._timeout, **self._extra())
+            reply = await self._agent.run_turn(
+                self.conversation_id, question, _timeout=self._timeout, **self._extra()
+            )
         except RemoteError as exc:
             if not self._refuses_turn_id(exc, shown=False):
                 raise
-            reply = await self._agent.run_turn(self.conversation_id, question, _timeout=self._timeout)
+            reply = await self._agent.run_turn(
+                self.conversation_id, question, _timeout=self._timeout
+            )
         return str(reply)
 
     async def ask_streaming(self, question: str) -> AsyncIterator[str]:
@@ -90,7 +94,9 @@ class RemoteChatSession:
                 return
             if not self._refuses_turn_id(exc, shown):
                 raise
-            async for piece in self._agent.stream_turn(self.conversation_id, question, _timeout=self._timeout):
+            async for piece in self._agent.stream_turn(
+                self.conversation_id, question, _timeout=self._timeout
+            ):
                 yield str(piece)
 
 
@@ -121,7 +127,9 @@ async def run_chat(
             session = RemoteChatSession(agent, conversation_id, timeout=options.timeout)
             await Repl(session, _reader(stdin, out), out, stream=options.stream).run()
             if options.keep:
-                out.write(f"conversation kept: resume it with  fame chat --conversation {conversation_id}\n")
+                out.write(
+                    f"conversation kept: resume it with  fame chat --conversation {conversation_id}\n"
+                )
             else:
                 try:
                     await agent.end_conversation(conversation_id, _timeout=5.0)
@@ -131,11 +139,14 @@ async def run_chat(
             out.flush()
             return 0
     except NoRoute as exc:
-        err.write(f"no agent at {exc.address or options.address} — is it running? (start it with 'fame agent chat' or 'make start')\n")
+        err.write(
+            f"no agent at {exc.address or options.address} — is it running? (start it with 'fame agent chat' or 'make start')\n"
+        )
         return EXIT_UNREACHABLE
     except ConnectionClosed as exc:
+        cause = exc.__cause__ if exc.__cause__ is not None else exc
         err.write(
-            f"cannot reach the sentinel at {settings.admission_url}: {exc.reason or exc}. "
+            f"cannot reach the sentinel at {settings.admission_url} ({cause}). "
             "Is it running ('fame sentinel' or 'make start')? Check FAME_DIRECT_ADMISSION_URL.\n"
         )
         return EXIT_UNREACHABLE
@@ -152,7 +163,9 @@ async def _open_conversation(agent: RemoteAgent, options: ChatOptions, out: Text
         try:
             state = await agent.get_conversation(options.conversation, _timeout=10.0)
         except RemoteError as exc:
-            if not (isinstance(exc.data, dict) and exc.data.get("code") == "conversation_not_found"):
+            if not (
+                isinstance(exc.data, dict) and exc.data.get("code") == "conversation_not_found"
+            ):
                 raise
         else:
             count = len(state.get("history", [])) if isinstance(state, dict) else 0
@@ -162,7 +175,9 @@ async def _open_conversation(agent: RemoteAgent, options: ChatOptions, out: Text
     payload: dict[str, object] = {}
     if options.system_prompt:
         payload["system_prompt"] = options.system_prompt
-    params = make_task_params(id=conversation_id, payload=payload, history_length=options.history or 10)
+    params = make_task_params(
+        id=conversation_id, payload=payload, history_length=options.history or 10
+    )
     await agent.start_task(params=params, timeout=10.0)
     out.write(f"conversation {conversation_id} (type exit or press Ctrl-D to leave)\n")
     out.flush()
