@@ -28,10 +28,17 @@ def stack(module_processes: ProcessPool, slow_llm: OpenAIStubServer) -> dict[str
     processes = module_processes
     sentinel = processes.our_sentinel(node_id="replSentinel01")
     env = sentinel.node_env(
-        {"OPENAI_BASE_URL": slow_llm.url, "OPENAI_API_KEY": "test", "MODEL_NAME": "test", "CHAT_STORE": "memory://"}
+        {
+            "OPENAI_BASE_URL": slow_llm.url,
+            "OPENAI_API_KEY": "test",
+            "MODEL_NAME": "test",
+            "CHAT_STORE": "memory://",
+        }
     )
     processes.spawn("chat-agent", [FAME, "agent", "chat"], env=env)
-    assert poll(lambda: (read_health(sentinel.port) or {}).get("addresses", 0) >= 1, timeout=15), "chat agent did not bind"
+    assert poll(lambda: (read_health(sentinel.port) or {}).get("addresses", 0) >= 1, timeout=15), (
+        "chat agent did not bind"
+    )
     return env
 
 
@@ -81,7 +88,9 @@ def test_ctrl_c_stops_a_streaming_reply_and_the_conversation_goes_on(
     assert child.exitstatus == 0
 
 
-def test_an_llm_error_is_printed_and_the_repl_goes_on(stack: dict[str, str], slow_llm: OpenAIStubServer) -> None:
+def test_an_llm_error_is_printed_and_the_repl_goes_on(
+    stack: dict[str, str], slow_llm: OpenAIStubServer
+) -> None:
     from famefabric.testing import Fail
 
     child = spawn_repl(stack, "--no-stream")
@@ -104,7 +113,12 @@ def test_piped_questions_are_answered_one_per_line(stack: dict[str, str]) -> Non
     import subprocess
 
     result = subprocess.run(
-        [FAME, "chat", "--no-stream"], input="first\n\nsecond\n", env=stack, capture_output=True, text=True, timeout=30
+        [FAME, "chat", "--no-stream"],
+        input="first\n\nsecond\n",
+        env=stack,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert result.returncode == 0, result.stderr
     answers = [line for line in result.stdout.splitlines() if line.startswith("A> ")]
@@ -120,14 +134,26 @@ def test_unreachable_sentinel_and_missing_agent_exit_with_code_two(processes: Pr
     env = {"FAME_DIRECT_ADMISSION_URL": admission_url(free_port())}
     import os
 
-    result = subprocess.run([FAME, "chat"], input="", env={**os.environ, **env}, capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        [FAME, "chat"],
+        input="",
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert result.returncode == 2
     assert "cannot reach the sentinel at ws://127.0.0.1:" in result.stderr
     assert "Traceback" not in result.stderr
 
     sentinel = processes.our_sentinel(node_id="emptySentinel1")
     result = subprocess.run(
-        [FAME, "chat"], input="", env={**os.environ, **sentinel.node_env()}, capture_output=True, text=True, timeout=30
+        [FAME, "chat"],
+        input="",
+        env={**os.environ, **sentinel.node_env()},
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert result.returncode == 2
     assert result.stderr.startswith("no agent at chat@fame.fabric — is it running?")

@@ -43,8 +43,8 @@ from famefabric.protocol.ids import new_id
 
 log = logging.getLogger(__name__)
 
-LEASE_TTL = 15.0
-LEASE_RENEW_EVERY = 5.0
+LEASE_TTL = 6.0
+LEASE_RENEW_EVERY = 2.0
 LEASE_WAIT = 60.0
 SWEEP_EVERY = 60.0
 
