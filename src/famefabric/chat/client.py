@@ -6,6 +6,7 @@ be reached (one line on stderr says which URL or address and what to check).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 from collections.abc import AsyncIterator
@@ -55,8 +56,8 @@ class RemoteChatSession:
         self._timeout = timeout
         self._turn_ids = True
 
-    def _extra(self) -> dict[str, str]:
-        return {"turn_id": new_id()} if self._turn_ids else {}
+    def _extra(self, turn_id: str) -> dict[str, str]:
+        return {"turn_id": turn_id} if self._turn_ids else {}
 
     def _refuses_turn_id(self, exc: RemoteError, shown: bool) -> bool:
         if self._turn_ids and not shown and "turn_id" in exc.message:
@@ -65,39 +66,60 @@ class RemoteChatSession:
         return False
 
     async def ask(self, question: str) -> str:
-        """Send one turn; return the reply."""
-        try:
-            reply = await self._agent.run_turn(
-                self.conversation_id, question, _timeout=self._timeout, **self._extra()
-            )
-        except RemoteError as exc:
-            if not self._refuses_turn_id(exc, shown=False):
-                raise
-            reply = await self._agent.run_turn(
-                self.conversation_id, question, _timeout=self._timeout
-            )
-        return str(reply)
+        """Send one turn; return the reply.
+
+        A turn whose replica went away (or whose link dropped) is sent again
+        with the same turn id, so it is answered once whoever answers it.
+        """
+        turn_id = new_id()
+        for delay in (*RETRY_DELAYS, None):
+            try:
+                reply = await self._agent.run_turn(
+                    self.conversation_id, question, _timeout=self._timeout, **self._extra(turn_id)
+                )
+                return str(reply)
+            except RemoteError as exc:
+                if not self._refuses_turn_id(exc, shown=False):
+                    raise
+            except (NoRoute, ConnectionClosed) as exc:
+                if delay is None or not _is_retryable(exc):
+                    raise
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")  # the loop returns or raises
 
     async def ask_streaming(self, question: str) -> AsyncIterator[str]:
-        """Send one turn; yield the reply's pieces."""
-        shown = False
-        try:
-            async for piece in self._agent.stream_turn(
-                self.conversation_id, question, _timeout=self._timeout, **self._extra()
-            ):
-                shown = True
-                yield str(piece)
-        except RemoteError as exc:
-            if not shown and exc.code == METHOD_NOT_FOUND:
-                # An agent without stream_turn: answer whole replies instead.
-                yield await self.ask(question)
+        """Send one turn; yield the reply's pieces (retried like :meth:`ask` until one is shown)."""
+        turn_id = new_id()
+        for delay in (*RETRY_DELAYS, None):
+            shown = False
+            try:
+                async for piece in self._agent.stream_turn(
+                    self.conversation_id, question, _timeout=self._timeout, **self._extra(turn_id)
+                ):
+                    shown = True
+                    yield str(piece)
                 return
-            if not self._refuses_turn_id(exc, shown):
-                raise
-            async for piece in self._agent.stream_turn(
-                self.conversation_id, question, _timeout=self._timeout
-            ):
-                yield str(piece)
+            except RemoteError as exc:
+                if not shown and exc.code == METHOD_NOT_FOUND:
+                    # An agent without stream_turn: answer whole replies instead.
+                    yield await self.ask(question)
+                    return
+                if not self._refuses_turn_id(exc, shown):
+                    raise
+            except (NoRoute, ConnectionClosed) as exc:
+                if shown or delay is None or not _is_retryable(exc):
+                    raise
+                await asyncio.sleep(delay)
+
+
+RETRY_DELAYS = (0.5, 1.5)
+"""Waits before sending a turn again after its replica or link went away."""
+
+
+def _is_retryable(exc: NoRoute | ConnectionClosed) -> bool:
+    if isinstance(exc, NoRoute):
+        return exc.code in ("CHILD_UNREACHABLE", "ROUTE_CONNECTOR_CLOSED")
+    return True
 
 
 def _reader(stdin: TextIO, stdout: TextIO) -> PipeLineReader | TerminalLineReader:
