@@ -10,13 +10,19 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-COMPOSE_FILES = [ROOT / "docker-compose.yml", ROOT / "examples" / "stateful-conversation" / "docker-compose.yml"]
+COMPOSE_FILES = [
+    ROOT / "docker-compose.yml",
+    ROOT / "examples" / "stateful-conversation" / "docker-compose.yml",
+]
 DOCKERFILES = [ROOT / "Dockerfile", ROOT / "examples" / "stateful-conversation" / "Dockerfile"]
 
 
 def _compose() -> list[str] | None:
     docker = shutil.which("docker")
-    if docker and subprocess.run([docker, "compose", "version"], capture_output=True).returncode == 0:
+    if (
+        docker
+        and subprocess.run([docker, "compose", "version"], capture_output=True).returncode == 0
+    ):
         return [docker, "compose"]
     legacy = shutil.which("docker-compose")
     return [legacy] if legacy else None
@@ -27,7 +33,9 @@ def test_compose_file_is_valid(path: Path) -> None:
     compose = _compose()
     if compose is None:
         pytest.skip("neither 'docker compose' nor docker-compose is installed")
-    result = subprocess.run([*compose, "-f", str(path), "config", "-q"], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [*compose, "-f", str(path), "config", "-q"], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
 
 

@@ -30,7 +30,9 @@ def test_all_names_exist_and_are_public(name: str) -> None:
         for attr, value in vars(module).items()
         if not attr.startswith("_") and getattr(value, "__module__", "").startswith("famefabric")
     }
-    assert defined <= set(exported), f"{name} defines public names missing from __all__: {sorted(defined - set(exported))}"
+    assert defined <= set(exported), (
+        f"{name} defines public names missing from __all__: {sorted(defined - set(exported))}"
+    )
 
 
 def test_errors_are_exceptions_not_base_exceptions() -> None:

@@ -66,7 +66,9 @@ def test_module_imports_only_from_lower_layers(path: Path) -> None:
         if not name.startswith("famefabric."):
             continue
         target = name.split(".")[1]
-        assert RANKS[target] <= RANKS[layer], f"{path.relative_to(SOURCE)} ({layer}) imports {name} ({target})"
+        assert RANKS[target] <= RANKS[layer], (
+            f"{path.relative_to(SOURCE)} ({layer}) imports {name} ({target})"
+        )
 
 
 @pytest.mark.parametrize(

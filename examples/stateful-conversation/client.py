@@ -12,7 +12,11 @@ async def main() -> None:
     async with FameFabric.create():
         agent = Agent.remote_by_address(AGENT_ADDR)
         conversation_id = new_id()
-        await agent.start_task(id=conversation_id, payload={"system_prompt": "You are a helpful assistant."}, history_length=10)
+        await agent.start_task(
+            id=conversation_id,
+            payload={"system_prompt": "You are a helpful assistant."},
+            history_length=10,
+        )
         try:
             print("A>", await agent.run_turn(conversation_id, ""))
             while True:

@@ -29,38 +29,84 @@ def _configure_logging(level: str) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fame", description="famefabric: agent message fabric and chat agent")
+    parser = argparse.ArgumentParser(
+        prog="fame", description="famefabric: agent message fabric and chat agent"
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     sentinel = commands.add_parser("sentinel", help="run a sentinel (the router nodes attach to)")
-    sentinel.add_argument("--host", default="0.0.0.0", help="interface to listen on (default 0.0.0.0)")
-    sentinel.add_argument("--port", type=int, default=None, help="port (default FAME_LISTENER_PORT or 8000)")
-    sentinel.add_argument("--node-id", default=None, help="the sentinel's system id (default FAME_NODE_ID, else stable per host and port)")
-    sentinel.add_argument("--log-level", default=None, help="debug, info, warning or error (default FAME_LOG_LEVEL or info)")
-    sentinel.add_argument("--show-envelopes", action="store_true", default=None, help="print every envelope (FAME_SHOW_ENVELOPES)")
+    sentinel.add_argument(
+        "--host", default="0.0.0.0", help="interface to listen on (default 0.0.0.0)"
+    )
+    sentinel.add_argument(
+        "--port", type=int, default=None, help="port (default FAME_LISTENER_PORT or 8000)"
+    )
+    sentinel.add_argument(
+        "--node-id",
+        default=None,
+        help="the sentinel's system id (default FAME_NODE_ID, else stable per host and port)",
+    )
+    sentinel.add_argument(
+        "--log-level",
+        default=None,
+        help="debug, info, warning or error (default FAME_LOG_LEVEL or info)",
+    )
+    sentinel.add_argument(
+        "--show-envelopes",
+        action="store_true",
+        default=None,
+        help="print every envelope (FAME_SHOW_ENVELOPES)",
+    )
 
     agent = commands.add_parser("agent", help="run an agent")
     agents = agent.add_subparsers(dest="agent", required=True, metavar="AGENT")
     chat_agent = agents.add_parser("chat", help="the stateful chat agent")
-    chat_agent.add_argument("--address", default="chat@fame.fabric", help="address to serve (default chat@fame.fabric)")
-    chat_agent.add_argument("--store", default=None, help="CHAT_STORE: memory://, sqlite:///path.db or redis://host:port/db")
+    chat_agent.add_argument(
+        "--address", default="chat@fame.fabric", help="address to serve (default chat@fame.fabric)"
+    )
+    chat_agent.add_argument(
+        "--store",
+        default=None,
+        help="CHAT_STORE: memory://, sqlite:///path.db or redis://host:port/db",
+    )
     chat_agent.add_argument("--model", default=None, help="MODEL_NAME (default gpt-4.1-mini)")
     chat_agent.add_argument("--log-level", default=None, help="debug, info, warning or error")
-    chat_agent.add_argument("--show-envelopes", action="store_true", default=None, help="print every envelope")
+    chat_agent.add_argument(
+        "--show-envelopes", action="store_true", default=None, help="print every envelope"
+    )
 
     chat = commands.add_parser("chat", help="chat with the chat agent (interactive)")
     chat.add_argument("--address", default="chat@fame.fabric", help="the chat agent's address")
     chat.add_argument("--system-prompt", default=None, help="system prompt of a new conversation")
-    chat.add_argument("--history", type=int, default=None, help="exchanges the agent keeps (default 10)")
-    chat.add_argument("--conversation", default=None, help="resume (or start) the conversation with this id")
-    chat.add_argument("--keep", action="store_true", help="keep the conversation on exit, to resume it later")
-    chat.add_argument("--no-stream", dest="stream", action="store_false", help="show whole replies instead of streaming")
-    chat.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for a reply (default 120)")
-    chat.add_argument("--verbose", action="store_true", help="print every envelope (FAME_SHOW_ENVELOPES=true)")
-    chat.add_argument("--log-level", default=None, help="debug, info, warning or error (default warning)")
+    chat.add_argument(
+        "--history", type=int, default=None, help="exchanges the agent keeps (default 10)"
+    )
+    chat.add_argument(
+        "--conversation", default=None, help="resume (or start) the conversation with this id"
+    )
+    chat.add_argument(
+        "--keep", action="store_true", help="keep the conversation on exit, to resume it later"
+    )
+    chat.add_argument(
+        "--no-stream",
+        dest="stream",
+        action="store_false",
+        help="show whole replies instead of streaming",
+    )
+    chat.add_argument(
+        "--timeout", type=float, default=120.0, help="seconds to wait for a reply (default 120)"
+    )
+    chat.add_argument(
+        "--verbose", action="store_true", help="print every envelope (FAME_SHOW_ENVELOPES=true)"
+    )
+    chat.add_argument(
+        "--log-level", default=None, help="debug, info, warning or error (default warning)"
+    )
 
     convs = commands.add_parser("conversations", help="inspect and manage stored conversations")
-    convs.add_argument("--store", default=None, help="CHAT_STORE to read (default as the chat agent)")
+    convs.add_argument(
+        "--store", default=None, help="CHAT_STORE to read (default as the chat agent)"
+    )
     actions = convs.add_subparsers(dest="action", required=True, metavar="ACTION")
     list_cmd = actions.add_parser("list", help="list conversation ids, most recently active first")
     list_cmd.add_argument("--limit", type=int, default=100)

@@ -28,7 +28,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_current: contextvars.ContextVar[FameFabric | None] = contextvars.ContextVar("famefabric_current", default=None)
+_current: contextvars.ContextVar[FameFabric | None] = contextvars.ContextVar(
+    "famefabric_current", default=None
+)
 
 IN_PROCESS_URL = "memory://in-process/fame/v1/attach/ws/downstream"
 
@@ -115,7 +117,9 @@ class FameFabric:
             FabricError: the fabric has not been entered yet.
         """
         if self._node is None:
-            raise FabricError("the fabric is not running: use 'async with FameFabric.create() as fabric:'")
+            raise FabricError(
+                "the fabric is not running: use 'async with FameFabric.create() as fabric:'"
+            )
         return self._node
 
     async def __aenter__(self) -> Self:
@@ -143,7 +147,10 @@ class FameFabric:
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         if self._token is not None:
             try:

@@ -122,7 +122,9 @@ class FabricSettings:
         """
         env = os.environ if env is None else env
         url = env.get("FAME_DIRECT_ADMISSION_URL") or DEFAULT_ADMISSION_URL
-        port_key = "FAME_LISTENER_PORT" if "FAME_LISTENER_PORT" in env else "FAME_LISTENER_WEBSOCKET_PORT"
+        port_key = (
+            "FAME_LISTENER_PORT" if "FAME_LISTENER_PORT" in env else "FAME_LISTENER_WEBSOCKET_PORT"
+        )
         log_level = (env.get("FAME_LOG_LEVEL") or "info").lower()
         if log_level not in ("debug", "info", "warning", "error", "critical"):
             raise ConfigurationError(

@@ -69,7 +69,10 @@ def test_varargs_are_rejected() -> None:
             async def many(self, *items: int) -> int:
                 return 0
 
-    assert str(info.value) == "operation Bad.many has unsupported parameter *items; declare each argument by name"
+    assert (
+        str(info.value)
+        == "operation Bad.many has unsupported parameter *items; declare each argument by name"
+    )
 
 
 def test_missing_annotation_is_rejected() -> None:
@@ -95,7 +98,10 @@ def test_duplicate_wire_names_are_rejected() -> None:
             async def two(self) -> None:
                 return None
 
-    assert str(info.value) == "operations Bad.one and Bad.two share the wire name 'go'; give one of them @operation(name=...)"
+    assert (
+        str(info.value)
+        == "operations Bad.one and Bad.two share the wire name 'go'; give one of them @operation(name=...)"
+    )
 
 
 def test_reserved_a2a_names_are_rejected() -> None:

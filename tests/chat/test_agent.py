@@ -33,10 +33,14 @@ async def sentinel() -> AsyncIterator[Sentinel]:
 
 @pytest.fixture
 async def chat(sentinel: Sentinel, llm: OpenAIStubServer) -> AsyncIterator[ChatAgent]:
-    model = OpenAIChatModel(model="test-model", api_key="test", base_url=llm.url, timeout=1.0, max_retries=0)
+    model = OpenAIChatModel(
+        model="test-model", api_key="test", base_url=llm.url, timeout=1.0, max_retries=0
+    )
     agent = ChatAgent(model=model, store=MemoryConversationStore(), max_message_chars=1000)
     settings = replace(
-        FabricSettings(), admission_url=f"ws://127.0.0.1:{sentinel.port}/fame/v1/attach/ws/downstream", call_timeout=10.0
+        FabricSettings(),
+        admission_url=f"ws://127.0.0.1:{sentinel.port}/fame/v1/attach/ws/downstream",
+        call_timeout=10.0,
     )
     async with FameFabric.create(settings=settings) as fabric:
         await fabric.serve(agent, "chat@fame.fabric")
@@ -50,7 +54,9 @@ def proxy() -> Agent:
 
 
 async def start(conversation: str, *, history: int = 10, prompt: str = "be brief") -> None:
-    task = await proxy().start_task(id=conversation, payload={"system_prompt": prompt}, history_length=history)
+    task = await proxy().start_task(
+        id=conversation, payload={"system_prompt": prompt}, history_length=history
+    )
     assert task.status.state == "working"
 
 
@@ -70,14 +76,24 @@ async def test_a_conversation_keeps_its_history(chat: ChatAgent, llm: OpenAIStub
     ]
 
 
-async def test_the_sixth_turn_with_window_three_sends_one_plus_six_plus_one(chat: ChatAgent, llm: OpenAIStubServer) -> None:
+async def test_the_sixth_turn_with_window_three_sends_one_plus_six_plus_one(
+    chat: ChatAgent, llm: OpenAIStubServer
+) -> None:
     await start("w", history=3)
     for n in range(6):
         await proxy().run_turn("w", f"q{n}")
     sixth = llm.requests[-1].messages
     assert len(sixth) == 1 + 6 + 1
     assert sixth[0]["role"] == "system"
-    assert [m["content"] for m in sixth[1:]] == ["q2", "echo(6): q2", "q3", "echo(8): q3", "q4", "echo(8): q4", "q5"]
+    assert [m["content"] for m in sixth[1:]] == [
+        "q2",
+        "echo(6): q2",
+        "q3",
+        "echo(8): q3",
+        "q4",
+        "echo(8): q4",
+        "q5",
+    ]
     assert len(await history("w")) == 6
 
 
@@ -88,7 +104,9 @@ async def test_payload_window_wins_over_history_length(chat: ChatAgent) -> None:
     assert [m["content"] for m in await history("p")] == ["m2", "echo(4): m2"]
 
 
-async def test_a_failed_llm_call_leaves_the_history_unchanged(chat: ChatAgent, llm: OpenAIStubServer) -> None:
+async def test_a_failed_llm_call_leaves_the_history_unchanged(
+    chat: ChatAgent, llm: OpenAIStubServer
+) -> None:
     await start("a")
     await proxy().run_turn("a", "first")
     before = await history("a")
@@ -122,7 +140,9 @@ async def test_llm_errors_reach_the_client_with_a_stable_code(
     assert await history("e") == []
 
 
-async def test_turns_of_one_conversation_run_in_arrival_order(chat: ChatAgent, llm: OpenAIStubServer) -> None:
+async def test_turns_of_one_conversation_run_in_arrival_order(
+    chat: ChatAgent, llm: OpenAIStubServer
+) -> None:
     await start("o")
     llm.enqueue(Delay(0.3, then=Reply("slow")), Reply("fast"))
     first = asyncio.ensure_future(proxy().run_turn("o", "one"))
@@ -138,7 +158,12 @@ async def test_fifty_conversations_at_once_keep_separate_histories(chat: ChatAge
     for turn in range(2):
         await asyncio.gather(*(proxy().run_turn(i, f"{i}-t{turn}") for i in ids))
     for i in ids:
-        assert [m["content"] for m in await history(i)] == [f"{i}-t0", f"echo(2): {i}-t0", f"{i}-t1", f"echo(4): {i}-t1"]
+        assert [m["content"] for m in await history(i)] == [
+            f"{i}-t0",
+            f"echo(2): {i}-t0",
+            f"{i}-t1",
+            f"echo(4): {i}-t1",
+        ]
 
 
 async def test_conversation_errors_say_what_to_do(chat: ChatAgent) -> None:
@@ -155,7 +180,9 @@ async def test_conversation_errors_say_what_to_do(chat: ChatAgent) -> None:
         await proxy().run_turn("d", "hi")
 
 
-async def test_a_retried_turn_id_is_answered_from_the_store(chat: ChatAgent, llm: OpenAIStubServer) -> None:
+async def test_a_retried_turn_id_is_answered_from_the_store(
+    chat: ChatAgent, llm: OpenAIStubServer
+) -> None:
     await start("r")
     first = await proxy().run_turn("r", "hi", turn_id="turn-1")
     calls = len(llm.requests)
@@ -164,12 +191,17 @@ async def test_a_retried_turn_id_is_answered_from_the_store(chat: ChatAgent, llm
     assert len(await history("r")) == 2
 
 
-async def test_stream_turn_yields_pieces_and_commits_once(chat: ChatAgent, llm: OpenAIStubServer) -> None:
+async def test_stream_turn_yields_pieces_and_commits_once(
+    chat: ChatAgent, llm: OpenAIStubServer
+) -> None:
     await start("s")
     pieces = [p async for p in proxy().stream_turn("s", "tell me a story")]
     assert len(pieces) > 1
     assert "".join(pieces) == "echo(2): tell me a story"
-    assert [m["content"] for m in await history("s")] == ["tell me a story", "echo(2): tell me a story"]
+    assert [m["content"] for m in await history("s")] == [
+        "tell me a story",
+        "echo(2): tell me a story",
+    ]
 
 
 async def test_an_abandoned_stream_closes_the_llm_response_and_keeps_history(
@@ -195,7 +227,9 @@ async def test_an_abandoned_stream_closes_the_llm_response_and_keeps_history(
     assert await proxy().run_turn("x", "after") == "echo(4): after"
 
 
-async def test_a_stream_failing_midway_reports_the_error_and_keeps_history(chat: ChatAgent, llm: OpenAIStubServer) -> None:
+async def test_a_stream_failing_midway_reports_the_error_and_keeps_history(
+    chat: ChatAgent, llm: OpenAIStubServer
+) -> None:
     await start("f")
     llm.enqueue(StreamFailAfter(2))
     pieces: list[str] = []

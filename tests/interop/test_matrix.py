@@ -687,7 +687,9 @@ def test_our_caller_fails_promptly_when_our_agent_dies_mid_call(
     [combo for combo in COMBOS if combo.agent == OURS],
     ids=[combo.id for combo in COMBOS if combo.agent == OURS],
 )
-def test_streaming_turn_of_our_chat_agent_reaches_either_client(combo: Combo, matrix: Matrix) -> None:
+def test_streaming_turn_of_our_chat_agent_reaches_either_client(
+    combo: Combo, matrix: Matrix
+) -> None:
     """A Naylence client (and ours) consumes ``stream_turn`` piece by piece."""
     run = matrix.run(combo, "chat_stream")
     items = step(run, "stream_turn")

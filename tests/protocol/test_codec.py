@@ -157,7 +157,9 @@ def test_decode_rejects_malformed_envelopes_with_a_reason(message: bytes, error:
 
 
 def test_every_captured_envelope_decodes_and_encodes_back() -> None:
-    assert EXAMPLES.is_dir(), f"the captured transcripts are expected at {EXAMPLES} (shared/ beside the repository)"
+    assert EXAMPLES.is_dir(), (
+        f"the captured transcripts are expected at {EXAMPLES} (shared/ beside the repository)"
+    )
     count = 0
     for path in sorted(EXAMPLES.glob("*.jsonl")):
         for line in path.read_text().splitlines():

@@ -21,7 +21,9 @@ TERMINAL_STATES = frozenset({"completed", "canceled", "failed"})
 
 class _Wire(BaseModel):
     # Schemas are built on first use, not at import: most processes use a few of these types.
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore", defer_build=True)
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="ignore", defer_build=True
+    )
 
     def to_wire(self) -> dict[str, Any]:
         """Return the wire object, camelCase keys, explicit nulls kept."""
