@@ -24,6 +24,11 @@ if ! scripts/ensure-redis.sh >/dev/null; then
   echo "redis-server not available: Redis tests will skip (or fail under CI)" >&2
 fi
 
+echo "== lint: ruff, mypy" >&2
+.venv/bin/ruff check src tests benchmarks examples || exit 1
+.venv/bin/ruff format --check --quiet src tests benchmarks examples || exit 1
+.venv/bin/mypy || exit 1
+
 .venv/bin/pytest "$@"
 status=$?
 if [ "$status" -eq 5 ]; then
