@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from famefabric.errors import ConfigurationError
 from famefabric.sentinel.server import Sentinel
+from famefabric.settings import FabricSettings
 
 log = logging.getLogger("famefabric.sentinel")
 
@@ -66,13 +67,16 @@ def run_sentinel(
     *,
     log_level: str = "info",
     host: str = "0.0.0.0",
-    port: int = 8000,
+    port: int | None = None,
     system_id: str | None = None,
-    show_envelopes: bool = False,
+    show_envelopes: bool | None = None,
 ) -> None:
     """Configure logging and run :func:`serve_sentinel` in a new event loop.
 
     Uses uvloop when it is installed. Returns normally after SIGINT/SIGTERM.
+    What is not given is read from the environment, once, here:
+    ``FAME_LISTENER_PORT`` (default 8000), ``FAME_NODE_ID`` and
+    ``FAME_SHOW_ENVELOPES``.
 
     Raises:
         ConfigurationError: ``log_level`` is not a logging level name, or the
@@ -84,6 +88,10 @@ def run_sentinel(
             f"log level {log_level!r} is not valid: expected debug, info, warning or error"
         )
     logging.basicConfig(level=level, format=LOG_FORMAT)
+    env = FabricSettings.from_env()
+    port = env.listener_port if port is None else port
+    system_id = env.node_id if system_id is None else system_id
+    show_envelopes = env.show_envelopes if show_envelopes is None else show_envelopes
     loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None
     try:
         import uvloop  # optional: the "fast" extra
