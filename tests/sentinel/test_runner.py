@@ -114,3 +114,33 @@ def test_run_sentinel_exits_cleanly_on_a_stop_signal(signum: signal.Signals) -> 
     assert process.returncode == 0, stderr
     assert stdout.strip() == "returned"
     assert "sentinel sigSentinel stopped" in stderr
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_run_sentinel_takes_port_and_id_from_the_environment() -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    code = "from famefabric import run_sentinel\nrun_sentinel(host='127.0.0.1')\n"
+    env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "FAME_LISTENER_PORT": str(port),
+        "FAME_NODE_ID": "envSentinel01",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-c", code], stderr=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        assert process.stderr is not None
+        for line in process.stderr:
+            if "listening on" in line:
+                assert f"sentinel envSentinel01 listening on 127.0.0.1:{port}" in line
+                break
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=10)
+    finally:
+        process.kill()
+    assert process.returncode == 0, stderr
