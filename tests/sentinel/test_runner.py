@@ -136,7 +136,7 @@ def test_run_sentinel_takes_port_and_id_from_the_environment() -> None:
     try:
         assert process.stderr is not None
         for line in process.stderr:
-            if "listening on" in line:
+            if "famefabric.sentinel" in line and "listening on" in line:
                 assert f"sentinel envSentinel01 listening on 127.0.0.1:{port}" in line
                 break
         process.send_signal(signal.SIGTERM)
