@@ -500,3 +500,24 @@ def test_the_public_names_are_exported() -> None:
         name for name in dir(stores) if name.endswith("ConversationStore")
     )
     assert all(hasattr(store_module, name) for name in store_module.__all__)
+
+
+async def test_several_stores_opening_a_new_sqlite_file_at_once_all_succeed(tmp_path: Path) -> None:
+    # Switching a new file to WAL fails at once with "database is locked" when
+    # another connection opens it at the same moment; the store tries again.
+    for attempt in range(20):
+        path = str(tmp_path / f"race{attempt}.db")
+        stores = [SQLiteConversationStore(path) for _ in range(4)]
+        try:
+            await asyncio.gather(
+                *(
+                    store.create(ConversationState(f"c{index}-{n}"))
+                    for index, store in enumerate(stores)
+                    for n in range(5)
+                )
+            )
+        finally:
+            for store in stores:
+                await store.aclose()
+        async with SQLiteConversationStore(path) as check:
+            assert len(await check.list_ids(limit=100)) == 20

@@ -140,21 +140,32 @@ class SQLiteConversationStore:
         if self._db is not None:
             return self._db
         self._path.parent.mkdir(parents=True, exist_ok=True)
-        db = await aiosqlite.connect(self._path, isolation_level=None)
-        try:
-            await db.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
-            await db.execute("PRAGMA journal_mode = WAL")
-            await db.execute("PRAGMA synchronous = NORMAL")
-            await db.execute("PRAGMA foreign_keys = ON")
-            await db.execute("BEGIN IMMEDIATE")
-            for statement in _SCHEMA:
-                await db.execute(statement)
-            await db.execute("COMMIT")
-        except BaseException:
-            await db.close()
-            raise
-        self._db = db
-        return db
+        # Switching a new file to WAL needs the file to itself, and SQLite
+        # answers "database is locked" at once (without the busy timeout) when
+        # another process opens it at the same moment: try again for a while.
+        deadline = time.monotonic() + self._busy_timeout_ms / 1000
+        while True:
+            db = await aiosqlite.connect(self._path, isolation_level=None)
+            try:
+                await db.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
+                await db.execute("PRAGMA journal_mode = WAL")
+                await db.execute("PRAGMA synchronous = NORMAL")
+                await db.execute("PRAGMA foreign_keys = ON")
+                await db.execute("BEGIN IMMEDIATE")
+                for statement in _SCHEMA:
+                    await db.execute(statement)
+                await db.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                await db.close()
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.05)
+                continue
+            except BaseException:
+                await db.close()
+                raise
+            self._db = db
+            return db
 
     @asynccontextmanager
     async def _transaction(self, *, write: bool = True) -> AsyncIterator[aiosqlite.Connection]:
