@@ -13,18 +13,19 @@ from __future__ import annotations
 import contextvars
 import logging
 from contextlib import AsyncExitStack
+from dataclasses import replace
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
 from famefabric.agent.server import AgentServer
 from famefabric.errors import FabricError
 from famefabric.node import Node
-from famefabric.settings import FabricSettings
+from famefabric.sentinel import Sentinel
+from famefabric.settings import FabricSettings, check_ws_url
 from famefabric.transport import Transport
 
 if TYPE_CHECKING:
     from famefabric.agent.base import BaseAgent
-    from famefabric.sentinel import Sentinel
 
 log = logging.getLogger(__name__)
 
@@ -91,16 +92,12 @@ class FameFabric:
         base = settings or FabricSettings.from_env()
         changes: dict[str, object] = {}
         if admission_url is not None:
-            from famefabric.settings import check_ws_url
-
             changes["admission_url"] = check_ws_url("admission_url", admission_url)
         if show_envelopes is not None:
             changes["show_envelopes"] = show_envelopes
         if call_timeout is not None:
             changes["call_timeout"] = call_timeout
         if changes:
-            from dataclasses import replace
-
             base = replace(base, **changes)  # type: ignore[arg-type]
         return cls(settings=base, in_process=in_process, system_id=system_id)
 
@@ -125,8 +122,6 @@ class FameFabric:
     async def __aenter__(self) -> Self:
         try:
             if self._in_process:
-                from famefabric.sentinel import Sentinel
-
                 self._sentinel = await self._stack.enter_async_context(
                     Sentinel(listen=False, show_envelopes=self._settings.show_envelopes)
                 )

@@ -34,7 +34,7 @@ import urllib.request
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = REPO_ROOT / ".venv" / "bin"
@@ -480,6 +480,9 @@ def restart(process: ManagedProcess) -> ManagedProcess:
     return process.restart()
 
 
+SentinelT = TypeVar("SentinelT", bound="_Sentinel")
+
+
 class ProcessPool:
     """The processes one fixture started; :meth:`stop_all` ends them all.
 
@@ -537,10 +540,7 @@ class ProcessPool:
             name: label for logs.
             wait: wait until it is healthy (else call ``start()`` later to wait).
         """
-        sentinel = OurSentinel(self, node_id=node_id, name=self._unique(name))
-        self.processes.append(sentinel.process)
-        sentinel.start() if wait else sentinel.launch()
-        return sentinel
+        return self._adopt(OurSentinel(self, node_id=node_id, name=self._unique(name)), wait)
 
     def naylence_sentinel(
         self, *, node_id: str = "refSentinel01", name: str = "naylence-sentinel", wait: bool = True
@@ -552,7 +552,9 @@ class ProcessPool:
             name: label for logs.
             wait: wait for its ready line (else call ``start()`` later to wait).
         """
-        sentinel = NaylenceSentinel(self, node_id=node_id, name=self._unique(name))
+        return self._adopt(NaylenceSentinel(self, node_id=node_id, name=self._unique(name)), wait)
+
+    def _adopt(self, sentinel: SentinelT, wait: bool) -> SentinelT:
         self.processes.append(sentinel.process)
         sentinel.start() if wait else sentinel.launch()
         return sentinel

@@ -12,9 +12,10 @@ from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
 from famefabric.agent import a2a
-from famefabric.errors import FabricError, JSONValue
+from famefabric.errors import FabricError, JSONValue, RemoteError
 from famefabric.protocol import jsonrpc
 from famefabric.protocol.address import parse_address
+from famefabric.protocol.ids import new_id
 
 if TYPE_CHECKING:
     from famefabric.agent.base import BaseAgent
@@ -138,8 +139,6 @@ class RemoteAgent:
         timeout: float | None = None,
     ) -> a2a.Task:
         """Send ``tasks/send`` and return the task (a text payload becomes a TextPart, an object a DataPart)."""
-        from famefabric.protocol.ids import new_id
-
         params = params or a2a.make_task_params(
             id=id or new_id(), payload=payload, session_id=session_id, history_length=history_length
         )
@@ -166,8 +165,6 @@ class RemoteAgent:
         params: a2a.TaskSendParams | None = None,
     ) -> AsyncGenerator[a2a.TaskEvent, None]:
         """Send ``tasks/sendSubscribe`` and yield its events; unsubscribes at the end."""
-        from famefabric.protocol.ids import new_id
-
         params = params or a2a.make_task_params(id=id or new_id(), payload=payload)
         node = self._node()
         try:
@@ -187,8 +184,6 @@ class RemoteAgent:
         Raises:
             RemoteError: the task failed; the message is the task's status text.
         """
-        from famefabric.errors import RemoteError
-
         task = await self.start_task(id=id, payload=payload, timeout=timeout)
         if not a2a.is_terminal(task.status.state):
             events = self.subscribe_to_task_updates(

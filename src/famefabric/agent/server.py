@@ -64,12 +64,18 @@ class AgentServer:
         self._running: dict[str, asyncio.Task[Any]] = {}
         self._abandoned: set[str] = set()
         self._operations: dict[str, tuple[Handler, bool]] = {}
-        self._a2a: dict[str, tuple[type[a2a._Wire] | None, bool, Callable[[Any], Any]]] = {
-            "tasks/send": (a2a.TaskSendParams, False, agent.start_task),
-            "tasks/get": (a2a.TaskQueryParams, False, agent.get_task_status),
-            "tasks/cancel": (a2a.TaskIdParams, False, agent.cancel_task),
-            "tasks/sendSubscribe": (a2a.TaskSendParams, True, agent.subscribe_to_task_updates),
-            "tasks/sendUnsubscribe": (a2a.TaskIdParams, False, agent.unsubscribe_task),
+        self._a2a: dict[str, tuple[Handler, bool]] = {
+            "tasks/send": (_a2a_handler(a2a.TaskSendParams, agent.start_task), False),
+            "tasks/get": (_a2a_handler(a2a.TaskQueryParams, agent.get_task_status), False),
+            "tasks/cancel": (_a2a_handler(a2a.TaskIdParams, agent.cancel_task), False),
+            "tasks/sendSubscribe": (
+                _a2a_handler(a2a.TaskSendParams, agent.subscribe_to_task_updates),
+                True,
+            ),
+            "tasks/sendUnsubscribe": (
+                _a2a_handler(a2a.TaskIdParams, agent.unsubscribe_task),
+                False,
+            ),
         }
 
     @property
@@ -185,9 +191,9 @@ class AgentServer:
 
     def _resolve(self, request: jsonrpc.Request) -> tuple[Handler, bool]:
         method = request.method
-        if method in self._a2a:
-            model, streaming, target = self._a2a[method]
-            return _a2a_handler(model, target), streaming
+        a2a_method = self._a2a.get(method)
+        if a2a_method is not None:
+            return a2a_method
         if method in ("tasks/pushNotification/set", "tasks/pushNotification/get"):
             raise OperationError(
                 "Push Notification is not supported", code=jsonrpc.PUSH_NOT_SUPPORTED
@@ -267,9 +273,8 @@ def _convert(models: dict[str, type[BaseModel]], arguments: dict[str, Any]) -> d
     return arguments
 
 
-def _a2a_handler(model: type[a2a._Wire] | None, target: Callable[[Any], Any]) -> Handler:
+def _a2a_handler(model: type[a2a._Wire], target: Callable[[Any], Any]) -> Handler:
     def call(params: JSONValue) -> Any:
-        value = model.model_validate(params) if model is not None else params
-        return target(value)
+        return target(model.model_validate(params))
 
     return call
