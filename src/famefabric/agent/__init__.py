@@ -20,6 +20,7 @@ from famefabric.agent.a2a import (
     make_task_params,
 )
 from famefabric.agent.base import Agent, BaseAgent
+from famefabric.agent.caller import Caller, current_caller
 from famefabric.agent.operations import operation
 from famefabric.agent.proxy import RemoteAgent, RemoteCall
 from famefabric.agent.server import AgentServer
@@ -29,6 +30,7 @@ __all__ = [
     "AgentServer",
     "Artifact",
     "BaseAgent",
+    "Caller",
     "DataPart",
     "FilePart",
     "Message",
@@ -43,6 +45,7 @@ __all__ = [
     "TaskStatus",
     "TaskStatusUpdateEvent",
     "TextPart",
+    "current_caller",
     "first_data_part",
     "first_text_part",
     "make_task",
