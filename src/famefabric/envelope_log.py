@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import sys
 import threading
-from datetime import UTC, datetime
 from typing import Any, TextIO
 
 import orjson
+
+from famefabric.clock import timestamp
 
 _COLOURS = {"received": "\033[36m", "sent": "\033[32m", "forwarded": "\033[33m"}
 _RESET = "\033[0m"
@@ -46,7 +47,7 @@ class EnvelopePrinter:
             envelope: the wire object, or the raw message when it was not JSON.
             peer: the other end (a route, a connection), shown in the header.
         """
-        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        now = timestamp()
         where = f" {'to' if direction != 'received' else 'from'} {peer}" if peer else ""
         who = f"[{self.label}] " if self.label else ""
         header = f"{now} {who}{direction} envelope{where}"

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
 from pydantic.alias_generators import to_camel
 
+from famefabric.clock import format_timestamp
 from famefabric.errors import JSONValue
 
 TERMINAL_STATES = frozenset({"completed", "canceled", "failed"})
@@ -95,8 +96,7 @@ class TaskStatus(_Wire):
 
     @field_serializer("timestamp")
     def _write_timestamp(self, value: datetime) -> str:
-        moment = value.astimezone(UTC) if value.tzinfo else value
-        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+        return format_timestamp(value)
 
 
 class Artifact(_Wire):

@@ -18,6 +18,7 @@ from famefabric.clock import timestamp
 from famefabric.errors import ConnectionClosed, FabricError, OperationTimeout
 from famefabric.node.dispatch import Binding, Bindings
 from famefabric.node.link import Link
+from famefabric.protocol import envelopes
 from famefabric.protocol.frames import RTYPE_ACK, Ack, Envelope
 from famefabric.protocol.ids import new_id
 
@@ -123,16 +124,14 @@ class Binder:
         """
         corr_id = new_id()
         envelope_id = new_id()
-        wire = {
-            "version": "1.0",
-            "id": envelope_id,
-            "traceId": new_id(),
-            "replyTo": link.session.system_address,
-            "rtype": RTYPE_ACK,
-            "corrId": corr_id,
-            "frame": frame,
-            "ts": timestamp(),
-        }
+        wire = envelopes.control_request(
+            frame,
+            envelope_id=envelope_id,
+            corr_id=corr_id,
+            reply_to=link.session.system_address,
+            rtype=RTYPE_ACK,
+            ts=timestamp(),
+        )
         future: asyncio.Future[Ack] = asyncio.get_running_loop().create_future()
         self._waiting[corr_id] = (envelope_id, future, link.generation)
         scope = asyncio.timeout(self._ack_timeout)

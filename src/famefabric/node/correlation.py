@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from famefabric.errors import FabricError, JSONValue, NoRoute, RemoteError
-from famefabric.protocol.jsonrpc import INTERNAL_ERROR
+from famefabric.protocol.jsonrpc import INTERNAL_ERROR, parse_response
 
 STREAM_BUFFER = 1024
 """Items a stream may hold for a slow consumer before it is failed (bounded memory)."""
@@ -91,16 +91,14 @@ class PendingCall:
         null ``result``, §8.3) or an error response. A payload that is not a
         JSON-RPC response completes a unary call with the raw value.
         """
-        if not isinstance(payload, dict) or "method" in payload:
+        response = parse_response(payload)
+        if response is None:
             if self.streaming:
                 return False
             return self._finish(payload, None)
-        error = payload.get("error")
-        if error is not None:
-            if not isinstance(error, dict):
-                error = {"code": INTERNAL_ERROR, "message": str(error)}
-            return self._finish(None, remote_error(error))
-        result = payload.get("result")
+        if response.error is not None:
+            return self._finish(None, remote_error(response.error))
+        result = response.result
         if not self.streaming or result is None:
             return self._finish(result, None)
         if len(self._items) >= STREAM_BUFFER:

@@ -26,11 +26,10 @@ from typing import Any
 from famefabric.clock import timestamp
 from famefabric.errors import RemoteProtocolError
 from famefabric.node.backoff import AttachRefused
+from famefabric.protocol import envelopes
 from famefabric.protocol.address import RPC_PARTICIPANT_PREFIX, SYSTEM_PARTICIPANT
-from famefabric.protocol.flow import CreditLedger, SequenceStamper
+from famefabric.protocol.flow import FlowState
 from famefabric.protocol.frames import (
-    FLOW_ACK,
-    INITIAL_CREDITS,
     Envelope,
     NodeAttach,
     NodeAttachAck,
@@ -65,8 +64,7 @@ class Session:
     __slots__ = (
         "_attach_corr_id",
         "_attach_id",
-        "_credits",
-        "_stamper",
+        "_flows",
         "accepted_logicals",
         "attachment",
         "flow_id",
@@ -88,8 +86,7 @@ class Session:
         self.last_ack = now
         self._attach_id = new_id()
         self._attach_corr_id = new_id()
-        self._credits = CreditLedger()
-        self._stamper = SequenceStamper()
+        self._flows = FlowState()
 
     @property
     def is_attached(self) -> bool:
@@ -160,14 +157,7 @@ class Session:
 
     def heartbeat_envelope(self) -> dict[str, Any]:
         """Return the wire object of a ``NodeHeartbeat`` with a fresh ``corrId`` (§4.6)."""
-        return {
-            "version": "1.0",
-            "id": new_id(),
-            "traceId": new_id(),
-            "corrId": new_id(),
-            "frame": {"type": "NodeHeartbeat"},
-            "ts": timestamp(),
-        }
+        return envelopes.heartbeat(ts=timestamp())
 
     def on_heartbeat_ack(self, frame: NodeHeartbeatAck, *, now: float) -> bool:
         """Record a heartbeat ack; True when it announces a new routing epoch (§5.6).
@@ -193,18 +183,9 @@ class Session:
             24th, 48th, … envelope of a flow (§9), or None.
         """
         self.last_received = now
-        if not isinstance(flow_id, str) or not flow_id or not self._credits.on_receive(flow_id):
+        if not isinstance(flow_id, str) or not flow_id or not self._flows.count_received(flow_id):
             return None
-        return {
-            "version": "1.0",
-            "id": new_id(),
-            "traceId": new_id(),
-            "flowId": flow_id,
-            "seqId": 0,
-            "flowFlags": FLOW_ACK,
-            "frame": {"type": "CreditUpdate", "flowId": flow_id, "credits": INITIAL_CREDITS},
-            "ts": timestamp(),
-        }
+        return envelopes.credit_update(flow_id, ts=timestamp())
 
     def touch(self, *, now: float) -> None:
         """Record that a message arrived, even one that could not be parsed."""
@@ -215,12 +196,7 @@ class Session:
 
         A ``RESET`` bit already present (a NACK) is kept.
         """
-        flow = wire.get("flowId")
-        if flow is None:
-            flow = wire["flowId"] = self.flow_id
-        seq, flags = self._stamper.stamp(flow)
-        wire["seqId"] = seq
-        wire["flowFlags"] = flags | (wire.get("flowFlags") or 0) & 4
+        self._flows.stamp_wire(wire, self.flow_id)
 
     def liveness_failure(self, *, now: float, timeout: float) -> str | None:
         """Say why the link must be considered dead, or None while it is alive."""

@@ -109,8 +109,3 @@ def host_matches_pool(host: str, pattern_host: str) -> bool:
     """
     suffix = pattern_host[2:] if pattern_host.startswith("*.") else pattern_host
     return host == suffix or host.endswith("." + suffix)
-
-
-def physical_address(participant: str, path: str) -> str:
-    """Return the physical address of ``participant`` under a node's path."""
-    return f"{participant}@{path}"

@@ -6,44 +6,95 @@ flow's count (starting at 32); when it reaches 8 or less, the receiver grants
 after every 24 envelopes of a flow.
 
 Sending side: ``seqId`` counts 0, 1, 2… per flow on the connection, and the
-first envelope of a flow carries ``SYN``.
+first envelope of a flow carries ``SYN``; a ``RESET`` bit the sender set (a
+NACK) is kept.
+
+:class:`FlowState` holds both directions for one connection; nodes and the
+sentinel use the same type. Both maps are bounded: beyond ``max_flows`` the
+oldest flow is forgotten first.
 """
 
 from __future__ import annotations
 
-from famefabric.protocol.frames import FLOW_SYN, INITIAL_CREDITS
+from collections.abc import Iterable
+from typing import Any
+
+from famefabric.protocol.frames import FLOW_RESET, FLOW_SYN, INITIAL_CREDITS
 
 LOW_WATER = 8
+"""A grant is due when a flow's remaining count falls to this."""
+
+MAX_FLOWS = 4096
+"""Most flows whose state one connection keeps per direction."""
 
 
-class CreditLedger:
-    """Counts received envelopes per flow and says when to grant credits."""
+class FlowState:
+    """Sequence numbers of the flows sent and credit counts of the flows received.
 
-    __slots__ = ("_counts",)
+    Args:
+        max_flows: the most flows remembered per direction; the oldest go first.
+    """
 
-    def __init__(self) -> None:
-        self._counts: dict[str, int] = {}
+    __slots__ = ("_credits", "_max_flows", "_next_seq")
 
-    def on_receive(self, flow_id: str) -> bool:
-        """Record one received envelope; True when a ``CreditUpdate`` is due now."""
-        remaining = self._counts.get(flow_id, INITIAL_CREDITS) - 1
-        if remaining <= LOW_WATER:
-            self._counts[flow_id] = INITIAL_CREDITS
-            return True
-        self._counts[flow_id] = remaining
-        return False
-
-
-class SequenceStamper:
-    """Stamps ``seqId`` and ``flowFlags`` on envelopes sent over one connection."""
-
-    __slots__ = ("_next",)
-
-    def __init__(self) -> None:
-        self._next: dict[str, int] = {}
+    def __init__(self, *, max_flows: int = MAX_FLOWS) -> None:
+        self._max_flows = max_flows
+        self._next_seq: dict[str, int] = {}
+        self._credits: dict[str, int] = {}
 
     def stamp(self, flow_id: str) -> tuple[int, int]:
-        """Return (seqId, flowFlags) for the next envelope on ``flow_id``."""
-        seq = self._next.get(flow_id, 0)
-        self._next[flow_id] = seq + 1
-        return seq, FLOW_SYN if seq == 0 else 0
+        """Return (seqId, flowFlags) for the next envelope sent on ``flow_id``."""
+        seq = self._next_seq.get(flow_id)
+        if seq is None:
+            if len(self._next_seq) >= self._max_flows:
+                del self._next_seq[next(iter(self._next_seq))]
+            self._next_seq[flow_id] = 1
+            return 0, FLOW_SYN
+        self._next_seq[flow_id] = seq + 1
+        return seq, 0
+
+    def stamp_wire(self, wire: dict[str, Any], default_flow: str) -> None:
+        """Fill ``flowId`` (if missing), ``seqId`` and ``flowFlags`` of an outgoing object.
+
+        A ``RESET`` bit already in ``flowFlags`` is kept.
+        """
+        flow_id = wire.get("flowId")
+        if type(flow_id) is not str:
+            flow_id = wire["flowId"] = default_flow
+        seq, flags = self.stamp(flow_id)
+        incoming = wire.get("flowFlags")
+        if type(incoming) is int and incoming & FLOW_RESET:
+            flags |= FLOW_RESET
+        wire["seqId"] = seq
+        wire["flowFlags"] = flags
+
+    def count_received(self, flow_id: str) -> bool:
+        """Count one envelope received on ``flow_id``; True when a credit grant is due.
+
+        The count starts at 32 and a grant of 32 is due when it falls to 8:
+        after the 24th, 48th, … envelope of the flow (C-29).
+        """
+        remaining = self._credits.get(flow_id)
+        if remaining is None:
+            if len(self._credits) >= self._max_flows:
+                del self._credits[next(iter(self._credits))]
+            remaining = INITIAL_CREDITS
+        remaining -= 1
+        if remaining <= LOW_WATER:
+            self._credits[flow_id] = INITIAL_CREDITS
+            return True
+        self._credits[flow_id] = remaining
+        return False
+
+    def received_flows(self) -> list[str]:
+        """Return the flows the peer has sent on."""
+        return list(self._credits)
+
+    def forget_flows(self, flow_ids: Iterable[str]) -> None:
+        """Forget the sending state of flows whose originator has gone."""
+        for flow_id in flow_ids:
+            self._next_seq.pop(flow_id, None)
+
+    def counts(self) -> tuple[int, int]:
+        """Return (flows sent, flows received) currently remembered."""
+        return len(self._next_seq), len(self._credits)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import random
-from datetime import datetime
 from functools import lru_cache
 
 ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -48,8 +47,3 @@ def base62(data: bytes) -> str:
 def source_id(physical_path: str) -> str:
     """Return the ``sid`` of a node at ``physical_path`` (informational on the wire)."""
     return base62(hashlib.sha256(physical_path.encode()).digest()[:16])
-
-
-def format_timestamp(moment: datetime) -> str:
-    """Format a UTC moment as RFC 3339 with millisecond precision and a ``Z`` suffix."""
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"

@@ -35,14 +35,14 @@ from typing import Any
 from famefabric.clock import timestamp
 from famefabric.envelope_log import EnvelopePrinter
 from famefabric.errors import ConnectionClosed, ProtocolError
+from famefabric.protocol import envelopes
 from famefabric.protocol.address import Address, parse_address
 from famefabric.protocol.codec import dump_object, encode, envelope_to_dict, parse_object
+from famefabric.protocol.envelopes import is_request_rtype
 from famefabric.protocol.frames import (
-    FLOW_ACK,
     FLOW_RESET,
     FRAME_TYPES,
     IGNORED_FRAME_TYPES,
-    INITIAL_CREDITS,
     MAX_ENVELOPE_BYTES,
     AddressBindAck,
     AddressUnbindAck,
@@ -179,7 +179,7 @@ class Dispatcher:
         oversize = size > MAX_ENVELOPE_BYTES
         if inflight:
             rtype = envelope.get("rtype")
-            if type(rtype) is not int or not rtype & 6:
+            if not is_request_rtype(rtype):
                 answered = inflight.settle(envelope, source=source, force=oversize)
                 if oversize and answered is not None:
                     # The reply cannot be forwarded (§2.4): fail the call now
@@ -213,7 +213,7 @@ class Dispatcher:
             return
         key = None
         rtype = envelope.get("rtype")
-        if type(rtype) is int and rtype & 6:
+        if is_request_rtype(rtype):
             key = inflight.add(envelope, source=source, destination=destination.node_id)
         if self._printer is not None or log.isEnabledFor(_DEBUG):
             self._trace(envelope, source, destination)
@@ -298,23 +298,16 @@ class Dispatcher:
         code: str,
         reason: str,
     ) -> None:
-        nack: dict[str, Any] = {
-            "version": "1.0",
-            "id": new_id(),
-            "sid": self._sid,
-            "traceId": trace_id or new_id(),
-            "to": to,
-            "corrId": corr_id,
-            "flowFlags": FLOW_RESET,
-            "frame": {
-                "type": "DeliveryAck",
-                "ok": False,
-                "code": code,
-                "reason": reason,
-                "refId": ref_id,
-            },
-            "ts": timestamp(),
-        }
+        nack = envelopes.nack(
+            to=to,
+            corr_id=corr_id,
+            ref_id=ref_id,
+            code=code,
+            reason=reason,
+            trace_id=trace_id,
+            sid=self._sid,
+            ts=timestamp(),
+        )
         decision = route(self.table, nack, sentinel_id=self._system_id, source=None)
         destination = (
             self._live.get(decision.connection_id) if isinstance(decision, Deliver) else None
@@ -343,16 +336,7 @@ class Dispatcher:
 
     async def _grant_credits(self, connection: ChildConnection, flow_id: str) -> None:
         """Send ``CreditUpdate{flowId, credits:32}`` at once (§9, C-27..C-29)."""
-        update: dict[str, Any] = {
-            "version": "1.0",
-            "id": new_id(),
-            "traceId": new_id(),
-            "flowId": flow_id,
-            "seqId": 0,
-            "flowFlags": FLOW_ACK,
-            "frame": {"type": "CreditUpdate", "flowId": flow_id, "credits": INITIAL_CREDITS},
-            "ts": timestamp(),
-        }
+        update = envelopes.credit_update(flow_id, ts=timestamp())
         if self._printer is not None:
             self._printer.show("sent", update, peer=connection.node_id)
         await connection.send(dump_object(update))

@@ -29,6 +29,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from famefabric.protocol.envelopes import is_request_rtype
+from famefabric.protocol.frames import RTYPE_REPLY
+
 DEFAULT_TTL = 600.0
 MAX_TTL = 3600.0
 """Upper bound for a deadline taken from ``meta.deadline``."""
@@ -109,8 +112,7 @@ class InflightRequests:
             type(request_id) is not str
             or type(corr_id) is not str
             or type(reply_to) is not str
-            or type(rtype) is not int
-            or not rtype & 6
+            or not is_request_rtype(rtype)
         ):
             return None
         payload = envelope["frame"].get("payload")
@@ -136,7 +138,7 @@ class InflightRequests:
             to if type(to) is str else None,
             source,
             destination,
-            not rtype & 2,
+            not (rtype or 0) & RTYPE_REPLY,
             self._clock(),
             deadline,
         )
