@@ -174,3 +174,37 @@ def test_a_meta_deadline_beyond_the_ttl_is_honoured_up_to_an_hour() -> None:
     assert [e.corr_id for e in inflight.expire()] == ["long"]
     clock.now += 3600
     assert [e.corr_id for e in inflight.expire()] == ["huge"]
+
+
+def test_a_flood_from_one_node_evicts_only_its_own_entries() -> None:
+    inflight = InflightRequests(max_entries=10, max_per_source=4)
+    inflight.add(request("victim"), source="victim", destination="agent")
+    for n in range(100):
+        inflight.add(request(f"f{n}"), source="flooder", destination="agent")
+    entries = inflight.pop_destination("agent")
+    assert sorted(e.corr_id for e in entries if e.source == "flooder") == [
+        "f96",
+        "f97",
+        "f98",
+        "f99",
+    ]
+    assert [e.corr_id for e in entries if e.source == "victim"] == ["victim"]
+
+
+def test_a_full_table_refuses_to_track_rather_than_evict_another_nodes_entry() -> None:
+    inflight = InflightRequests(max_entries=2)
+    inflight.add(request("a"), source="one", destination="agent")
+    inflight.add(request("b"), source="one", destination="agent")
+    assert inflight.add(request("c"), source="two", destination="agent") is None
+    assert len(inflight) == 2
+
+
+def test_answers_and_sent_by_know_who_received_and_who_sent_a_request() -> None:
+    inflight = InflightRequests()
+    inflight.add(request("r1"), source="client", destination="agent")
+    assert inflight.answers(reply("r1"), source="agent")
+    assert not inflight.answers(reply("r1"), source="rogue")
+    assert inflight.sent_by("client", "env-r1")
+    assert not inflight.sent_by("rogue", "env-r1")
+    inflight.drop_source("client")
+    assert not inflight.sent_by("client", "env-r1") and empty(inflight)

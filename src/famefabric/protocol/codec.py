@@ -14,6 +14,7 @@ only the routing fields and re-serializes the parsed object it received:
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any
 
 import orjson
@@ -131,6 +132,22 @@ def parse_object(data: bytes | str) -> dict[str, Any]:
         raise RemoteProtocolError("envelope has no 'frame' object")
     if not isinstance(frame.get("type"), str):
         raise RemoteProtocolError("frame has no 'type' string")
+    return obj
+
+
+def salvage_object(data: bytes | str) -> dict[str, Any] | None:
+    """Read a message :func:`parse_object` refused, to answer it with a NACK.
+
+    The standard library's parser accepts what orjson refuses (``NaN``, lone
+    surrogates); use it only on bad input. Returns None when even this cannot
+    read an envelope with a ``frame`` object.
+    """
+    try:
+        obj = json.loads(data)
+    except (ValueError, RecursionError, TypeError):
+        return None
+    if not isinstance(obj, dict) or not isinstance(obj.get("frame"), dict):
+        return None
     return obj
 
 

@@ -17,8 +17,14 @@ either.
 
 Memory is bounded: entries go away when answered, when either end
 disconnects, when their deadline passes (10 minutes by default, or the
-request's ``meta.deadline``, read only when expiring), and the oldest go first
-beyond ``max_entries``.
+request's ``meta.deadline``, read only when expiring), and beyond
+``max_per_source`` (or the global ``max_entries``) the *sending node's own*
+oldest go first: a flood from one node never evicts another node's entries.
+
+The table also answers two questions for authorization: does a reply from a
+node answer a request that node received (:meth:`InflightRequests.answers`),
+and did a node send the request a cancel notice names
+(:meth:`InflightRequests.sent_by`).
 """
 
 from __future__ import annotations
@@ -63,18 +69,21 @@ class InflightRequests:
 
     Args:
         ttl: seconds an unanswered request is remembered without ``meta.deadline``.
-        max_entries: the most requests remembered at once; the oldest are
-            forgotten first.
+        max_entries: the most requests remembered at once.
+        max_per_source: the most requests remembered per sending node
+            (default: ``max_entries``); its oldest are forgotten first.
         clock: monotonic clock in seconds (injectable for tests).
         wall_clock: Unix time in seconds, to read ``meta.deadline``.
     """
 
     __slots__ = (
         "_by_destination",
+        "_by_request",
         "_by_source",
         "_clock",
         "_entries",
         "_max_entries",
+        "_max_per_source",
         "_ttl",
         "_wall_clock",
     )
@@ -84,16 +93,19 @@ class InflightRequests:
         *,
         ttl: float = DEFAULT_TTL,
         max_entries: int = 100_000,
+        max_per_source: int | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._ttl = ttl
         self._max_entries = max_entries
+        self._max_per_source = max_entries if max_per_source is None else max_per_source
         self._clock = clock
         self._wall_clock = wall_clock
         self._entries: dict[Key, InflightRequest] = {}
         self._by_destination: dict[str, set[Key]] = {}
-        self._by_source: dict[str, set[Key]] = {}
+        self._by_source: dict[str, dict[Key, None]] = {}
+        self._by_request: dict[tuple[str, str], Key] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -124,8 +136,13 @@ class InflightRequests:
         key = (destination, reply_to, match_id)
         if key in self._entries:
             self._remove(key)
+        own = self._by_source.get(source)
+        if own is not None and (
+            len(own) >= self._max_per_source or len(self._entries) >= self._max_entries
+        ):
+            self._remove(next(iter(own)))
         elif len(self._entries) >= self._max_entries:
-            self._remove(next(iter(self._entries)))
+            return None  # full of other nodes' requests: never evict theirs
         trace_id = envelope.get("traceId")
         to = envelope.get("to")
         meta = envelope.get("meta")
@@ -146,11 +163,22 @@ class InflightRequests:
         if keys is None:
             keys = self._by_destination[destination] = set()
         keys.add(key)
-        keys = self._by_source.get(source)
-        if keys is None:
-            keys = self._by_source[source] = set()
-        keys.add(key)
+        own = self._by_source.get(source)
+        if own is None:
+            own = self._by_source[source] = {}
+        own[key] = None
+        self._by_request[(source, request_id)] = key
         return key
+
+    def answers(self, envelope: Mapping[str, Any], *, source: str) -> bool:
+        """Tell whether ``envelope`` from ``source`` answers a request delivered to ``source``."""
+        to = envelope.get("to")
+        corr_id = envelope.get("corrId")
+        return type(to) is str and type(corr_id) is str and (source, to, corr_id) in self._entries
+
+    def sent_by(self, source: str, request_id: object) -> bool:
+        """Tell whether ``source`` sent the request whose envelope id is ``request_id``."""
+        return type(request_id) is str and (source, request_id) in self._by_request
 
     def settle(
         self, envelope: Mapping[str, Any], *, source: str, force: bool = False
@@ -235,7 +263,13 @@ class InflightRequests:
         if entry is None:
             return None
         _discard_index(self._by_destination, entry.destination, key)
-        _discard_index(self._by_source, entry.source, key)
+        own = self._by_source.get(entry.source)
+        if own is not None:
+            own.pop(key, None)
+            if not own:
+                del self._by_source[entry.source]
+        if self._by_request.get((entry.source, entry.request_id)) == key:
+            del self._by_request[(entry.source, entry.request_id)]
         return entry
 
 

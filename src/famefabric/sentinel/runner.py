@@ -8,6 +8,7 @@ import signal
 from collections.abc import Callable
 
 from famefabric.errors import ConfigurationError
+from famefabric.sentinel.limits import SentinelLimits
 from famefabric.sentinel.server import Sentinel
 from famefabric.settings import FabricSettings
 
@@ -24,6 +25,7 @@ async def serve_sentinel(
     show_envelopes: bool = False,
     idle_timeout: float | None = 90.0,
     stop: asyncio.Event | None = None,
+    limits: SentinelLimits | None = None,
 ) -> None:
     """Run a sentinel until SIGINT or SIGTERM arrives, or until ``stop`` is set.
 
@@ -36,6 +38,7 @@ async def serve_sentinel(
         show_envelopes: print every envelope (``FAME_SHOW_ENVELOPES``).
         idle_timeout: seconds of silence after which a child is closed.
         stop: an event that stops the sentinel when set.
+        limits: the sentinel's limits (default: :class:`SentinelLimits`).
 
     Raises:
         ConfigurationError: the port cannot be bound or the id is invalid.
@@ -56,6 +59,7 @@ async def serve_sentinel(
             port=port,
             show_envelopes=show_envelopes,
             idle_timeout=idle_timeout,
+            limits=limits,
         ):
             await stop.wait()
     finally:
@@ -75,8 +79,9 @@ def run_sentinel(
 
     Uses uvloop when it is installed. Returns normally after SIGINT/SIGTERM.
     What is not given is read from the environment, once, here:
-    ``FAME_LISTENER_PORT`` (default 8000), ``FAME_NODE_ID`` and
-    ``FAME_SHOW_ENVELOPES``.
+    ``FAME_LISTENER_PORT`` (default 8000), ``FAME_NODE_ID``,
+    ``FAME_SHOW_ENVELOPES`` and the ``FAME_SENTINEL_*`` limits
+    (:mod:`famefabric.sentinel.limits`).
 
     Raises:
         ConfigurationError: ``log_level`` is not a logging level name, or the
@@ -92,6 +97,7 @@ def run_sentinel(
     port = env.listener_port if port is None else port
     system_id = env.node_id if system_id is None else system_id
     show_envelopes = env.show_envelopes if show_envelopes is None else show_envelopes
+    limits = SentinelLimits.from_env()
     loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None
     try:
         import uvloop  # optional: the "fast" extra
@@ -101,7 +107,13 @@ def run_sentinel(
         loop_factory = uvloop.new_event_loop
     with asyncio.Runner(loop_factory=loop_factory) as runner:
         runner.run(
-            serve_sentinel(host=host, port=port, system_id=system_id, show_envelopes=show_envelopes)
+            serve_sentinel(
+                host=host,
+                port=port,
+                system_id=system_id,
+                show_envelopes=show_envelopes,
+                limits=limits,
+            )
         )
 
 

@@ -3,10 +3,11 @@
 :class:`Sentinel` owns the listener (WebSocket attach paths and the HTTP
 endpoints of :mod:`famefabric.sentinel.listener`), the lifecycle of every
 child connection and the background work; what happens to each envelope is
-the business of :class:`~famefabric.sentinel.dispatch.Dispatcher`.
+the business of the connection's :class:`~famefabric.sentinel.session.ChildSession`
+and the shared :class:`~famefabric.sentinel.router.Router`.
 
-Ownership: the reader and a small supervisor (idle timer and closing) of
-each connection run in a task group of :meth:`Sentinel.handle_transport`
+Ownership: the reader, writer and ticker of each connection
+(:mod:`famefabric.sentinel.pump`) run in a task group of :meth:`Sentinel.handle_transport`
 (which websockets' server runs per connection, or the sentinel's own task
 group for :meth:`Sentinel.connect_in_memory`); the sentinel's housekeeping
 runs in the task group of its ``async with``. ``close`` closes every child
@@ -19,6 +20,7 @@ import asyncio
 import hashlib
 import logging
 import socket
+import time
 from contextlib import AsyncExitStack
 from http import HTTPStatus
 from types import TracebackType
@@ -31,9 +33,10 @@ from famefabric.envelope_log import EnvelopePrinter
 from famefabric.errors import ConfigurationError
 from famefabric.protocol.ids import ID_LENGTH, base62
 from famefabric.routing import RoutingTable
-from famefabric.sentinel.connection import ChildConnection
-from famefabric.sentinel.dispatch import Dispatcher
+from famefabric.routing.permissions import Identity
+from famefabric.sentinel import pump
 from famefabric.sentinel.inflight import DEFAULT_TTL, InflightRequests
+from famefabric.sentinel.limits import SentinelLimits
 from famefabric.sentinel.listener import (
     ATTACH_HEALTH_PATH,
     INGRESS_HEALTH_PATH,
@@ -45,6 +48,8 @@ from famefabric.sentinel.listener import (
     json_response,
     select_subprotocol,
 )
+from famefabric.sentinel.router import Router
+from famefabric.sentinel.session import ChildSession
 from famefabric.transport.base import Transport
 from famefabric.transport.memory import MemoryTransport, memory_pair
 from famefabric.transport.websocket import MAX_MESSAGE_BYTES, WebSocketTransport
@@ -105,6 +110,7 @@ class Sentinel:
             for a ``CHILD_UNREACHABLE`` NACK.
         max_inflight: most forwarded requests remembered at once.
         envelope_printer: where ``show_envelopes`` prints (default: stderr).
+        limits: queue sizes, deadlines and bounds (default: :class:`SentinelLimits`).
 
     Raises:
         ConfigurationError: ``system_id`` is not a valid path segment.
@@ -125,6 +131,7 @@ class Sentinel:
         inflight_ttl: float = DEFAULT_TTL,
         max_inflight: int = 100_000,
         envelope_printer: EnvelopePrinter | None = None,
+        limits: SentinelLimits | None = None,
     ) -> None:
         if system_id is None:
             system_id = default_sentinel_id(port=port)
@@ -143,9 +150,16 @@ class Sentinel:
         self._max_message_bytes = max_message_bytes
         self._ping_interval = ping_interval
         printer = envelope_printer or (EnvelopePrinter(label=system_id) if show_envelopes else None)
-        self._inflight = InflightRequests(ttl=inflight_ttl, max_entries=max_inflight)
-        self._dispatcher = Dispatcher(system_id=system_id, inflight=self._inflight, printer=printer)
-        self._connections = self._dispatcher.connections
+        self._limits = limits if limits is not None else SentinelLimits()
+        self._inflight = InflightRequests(
+            ttl=inflight_ttl,
+            max_entries=max_inflight,
+            max_per_source=self._limits.max_inflight_per_node,
+        )
+        self._router = Router(
+            system_id=system_id, inflight=self._inflight, limits=self._limits, printer=printer
+        )
+        self._connections = self._router.sessions
         self._no_connections = asyncio.Event()
         self._no_connections.set()
         self._server: Server | None = None
@@ -169,7 +183,7 @@ class Sentinel:
     @property
     def table(self) -> RoutingTable:
         """The routing table (read it; only the sentinel changes it)."""
-        return self._dispatcher.table
+        return self._router.table
 
     @property
     def port(self) -> int:
@@ -243,8 +257,8 @@ class Sentinel:
         try:
             if self._server is not None:
                 self._server.close(close_connections=False)
-            for connection in list(self._connections):
-                connection.request_close(1000, "sentinel shutting down")
+            for session in list(self._connections):
+                pump.request_close(session, 1000, "sentinel shutting down")
             if self._server is not None:
                 await self._server.wait_closed()
             await self._no_connections.wait()
@@ -282,7 +296,9 @@ class Sentinel:
         except Exception:  # task root: one child's failure must not stop the sentinel
             log.exception("node %s: the in-memory connection failed", system_id)
 
-    async def handle_transport(self, transport: Transport, system_id: str) -> None:
+    async def handle_transport(
+        self, transport: Transport, system_id: str, *, identity: Identity | None = None
+    ) -> None:
         """Serve one child over ``transport`` until the link closes.
 
         The child must attach with ``NodeAttach`` carrying ``system_id``
@@ -292,33 +308,29 @@ class Sentinel:
         Args:
             transport: the link to the child.
             system_id: the child's system id.
+            identity: who its admission token proved it to be; None in open
+                mode (anonymous, every address permission granted).
         """
         if not is_valid_system_id(system_id) or system_id == self._system_id:
             await transport.close(1008, f"invalid system id {system_id!r}")
             return
         loop = asyncio.get_running_loop()
-        connection = ChildConnection(
-            transport, system_id, sentinel_path=self._path, now=loop.time()
+        session = ChildSession(
+            self._router,
+            system_id,
+            now=loop.time(),
+            identity=identity,
+            wall_now=time.time(),
+            description=transport.description,
         )
-        self._connections.add(connection)
         self._no_connections.clear()
         if self._closing:
-            connection.request_close(1000, "sentinel shutting down")
+            session.closing(1000, "sentinel shutting down")
         try:
-            async with asyncio.TaskGroup() as task_group:
-                supervisor = task_group.create_task(connection.supervise(self._idle_timeout))
-                try:
-                    await self._dispatcher.read(connection, loop)
-                finally:
-                    if not connection.closing:
-                        supervisor.cancel()
+            await pump.run(session, transport, idle_timeout=self._idle_timeout)
         finally:
-            try:
-                await self._dispatcher.detach(connection)
-            finally:
-                self._connections.discard(connection)
-                if not self._connections:
-                    self._no_connections.set()
+            if not self._connections:
+                self._no_connections.set()
 
     async def _open_listener(self) -> Server:
         try:

@@ -66,6 +66,28 @@ class WebSocketTransport:
         except WSConnectionClosed as exc:
             raise _closed(self._description, exc) from exc
 
+    async def send_many(self, messages: list[bytes]) -> None:
+        """Send several binary messages with one write to the socket.
+
+        Raises:
+            ConnectionClosed: the connection is closed or closing.
+        """
+        connection = self._connection
+        try:
+            async with connection.send_context():
+                protocol = connection.protocol
+                for message in messages:
+                    protocol.send_binary(message)
+                chunks = protocol.data_to_send()
+                # One write (and so one system call) for the whole batch.
+                connection.transport.write(b"".join(chunks))
+        except WSConnectionClosed as exc:
+            raise _closed(self._description, exc) from exc
+
+    def abort(self) -> None:
+        """Drop the TCP connection at once, without a closing handshake."""
+        self._connection.transport.abort()
+
     async def receive(self) -> bytes | str:
         """Wait for the next message.
 

@@ -1,0 +1,82 @@
+"""Every limit the sentinel enforces, in one place, with its environment variable.
+
+=====================================  =========================================  ==========
+Field                                  Environment variable                       Default
+=====================================  =========================================  ==========
+``outbound_max_bytes``                 ``FAME_SENTINEL_OUTBOUND_MAX_BYTES``       16 MiB
+``outbound_max_messages``              ``FAME_SENTINEL_OUTBOUND_MAX_MESSAGES``    8192
+``write_deadline``                     ``FAME_SENTINEL_WRITE_DEADLINE``           10 s
+``max_envelope_bytes``                 ``FAME_SENTINEL_MAX_ENVELOPE_BYTES``       256 KiB
+``max_inflight_per_node``              ``FAME_SENTINEL_MAX_INFLIGHT_PER_NODE``    10000
+``pending_max_messages``               ``FAME_SENTINEL_PENDING_MAX_MESSAGES``     256
+``pending_max_bytes``                  ``FAME_SENTINEL_PENDING_MAX_BYTES``        1 MiB
+=====================================  =========================================  ==========
+
+- The outbound queue of a connection holds what the sentinel has yet to write
+  to it. A request to a connection whose queue is full is NACKed at once with
+  ``DESTINATION_BUSY``; a reply or stream item that does not fit, or a queue
+  that could not be written for ``write_deadline`` seconds, makes the
+  connection a slow consumer: it is closed (1008, ``slow consumer: …``) and
+  the requests it had not answered are NACKed ``CHILD_UNREACHABLE`` at once.
+- ``max_envelope_bytes``: a larger envelope is NACKed ``MESSAGE_TOO_LARGE``.
+- ``max_inflight_per_node``: requests remembered per sending node for an
+  immediate ``CHILD_UNREACHABLE`` NACK; beyond it that node's oldest are
+  forgotten (never another node's).
+- ``pending_*``: envelopes kept from before a connection's ``NodeAttach``;
+  beyond either bound they are dropped with a warning.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+
+from famefabric.errors import ConfigurationError
+from famefabric.protocol.frames import MAX_ENVELOPE_BYTES
+
+ENV_PREFIX = "FAME_SENTINEL_"
+
+
+@dataclass(frozen=True, slots=True)
+class SentinelLimits:
+    """The sentinel's limits; see the module docstring for their meaning."""
+
+    outbound_max_bytes: int = 16 * 1024 * 1024
+    outbound_max_messages: int = 8192
+    write_deadline: float = 10.0
+    max_envelope_bytes: int = MAX_ENVELOPE_BYTES
+    max_inflight_per_node: int = 10_000
+    pending_max_messages: int = 256
+    pending_max_bytes: int = 1024 * 1024
+
+    def __post_init__(self) -> None:
+        for field in fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise ConfigurationError(
+                    f"sentinel limit {field.name} must be a positive number, got {value!r}"
+                )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> SentinelLimits:
+        """Read every ``FAME_SENTINEL_<FIELD>`` that is set; the rest keep their defaults.
+
+        Raises:
+            ConfigurationError: a value is not a positive number.
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, int | float] = {}
+        for field in fields(cls):
+            name = ENV_PREFIX + field.name.upper()
+            text = env.get(name)
+            if text is None or not text.strip():
+                continue
+            kind = float if field.type in (float, "float") else int
+            try:
+                values[field.name] = kind(text)
+            except ValueError:
+                raise ConfigurationError(
+                    f"{name}={text!r} is not a valid {kind.__name__}; unset it for the default"
+                ) from None
+        return cls(**values)  # type: ignore[arg-type]

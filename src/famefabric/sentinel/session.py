@@ -1,0 +1,448 @@
+"""One child connection as the sentinel sees it, as a sans-I/O state machine (PROTOCOL.md §5, §7, §9).
+
+Theory of operation. A :class:`ChildSession` is fed one message at a time
+(:meth:`ChildSession.receive`, with the current time) and returns the
+actions to carry out: :class:`~famefabric.sentinel.router.Send` (bytes for
+some connection's outbound queue) and
+:class:`~famefabric.sentinel.router.Close`. It never awaits and owns no
+task; :mod:`famefabric.sentinel.pump` does the reading, writing and
+closing, and ticks the session (:meth:`ChildSession.tick`) so that it can
+close an idle link or one whose token expired.
+
+The states and what moves between them::
+
+    AWAITING_ATTACH --attach accepted------------> ATTACHED
+    AWAITING_ATTACH --attach refused-------------> CLOSING
+    ATTACHED --------another NodeAttach----------> ATTACHED (acknowledged again)
+    ATTACHED --------newer connection, same id---> REPLACED
+    any open state --close (idle, expired, slow,
+                      shutdown, replaced)--------> CLOSING
+    any state -------link closed-----------------> CLOSED
+
+Before the attach, envelopes are kept (bounded) and replayed once it is
+accepted (C-39). Only ATTACHED sessions route and receive traffic; a
+REPLACED or CLOSING session ignores what it still reads.
+
+Each envelope is parsed once (:func:`famefabric.protocol.codec.parse_object`),
+counted for flow control (a ``CreditUpdate`` is granted at once, §9), and
+then either answered (control frames, decoded through
+:mod:`famefabric.protocol.frames` so that a malformed one is refused with
+one message) or routed by the shared :class:`~famefabric.sentinel.router.Router`
+after the authorization rules of :mod:`famefabric.sentinel.authorization`.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from typing import Any
+
+import orjson
+
+from famefabric.clock import timestamp
+from famefabric.errors import ProtocolError
+from famefabric.protocol import envelopes
+from famefabric.protocol.address import parse_address
+from famefabric.protocol.codec import frame_from_dict, parse_object, salvage_object
+from famefabric.protocol.envelopes import CANCELLED, is_request_rtype
+from famefabric.protocol.flow import FlowState
+from famefabric.protocol.frames import FRAME_TYPES, IGNORED_FRAME_TYPES, NodeAttachAck
+from famefabric.protocol.ids import new_id
+from famefabric.routing.permissions import Identity
+from famefabric.sentinel import authorization
+from famefabric.sentinel.control import answer_control
+from famefabric.sentinel.outbound import OutboundQueue
+from famefabric.sentinel.router import FORBIDDEN, INVALID_ENVELOPE, Action, Close, Router, Send
+
+log = logging.getLogger("famefabric.sentinel")
+
+WARNINGS_PER_CONNECTION = 5
+"""Dropped-frame warnings logged at WARNING per connection; the rest go to DEBUG."""
+
+_ROUTED = frozenset({"Data", "DeliveryAck"})
+_NO_ACTIONS: list[Action] = []
+
+
+class SessionState(enum.Enum):
+    """Where a child connection is in its life (see the module docstring)."""
+
+    AWAITING_ATTACH = "awaiting attach"
+    ATTACHED = "attached"
+    REPLACED = "replaced"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+class Event(enum.Enum):
+    """What moves a session from one state to another."""
+
+    ATTACH = "attach"
+    REFUSE = "refuse"
+    REPLACE = "replace"
+    CLOSE = "close"
+    LINK_CLOSED = "link closed"
+
+
+_S = SessionState
+TRANSITIONS: dict[tuple[SessionState, Event], SessionState] = {
+    (_S.AWAITING_ATTACH, Event.ATTACH): _S.ATTACHED,
+    (_S.AWAITING_ATTACH, Event.REFUSE): _S.CLOSING,
+    (_S.ATTACHED, Event.ATTACH): _S.ATTACHED,
+    (_S.ATTACHED, Event.REFUSE): _S.CLOSING,
+    (_S.ATTACHED, Event.REPLACE): _S.REPLACED,
+    (_S.AWAITING_ATTACH, Event.CLOSE): _S.CLOSING,
+    (_S.ATTACHED, Event.CLOSE): _S.CLOSING,
+    (_S.REPLACED, Event.CLOSE): _S.CLOSING,
+    (_S.CLOSING, Event.CLOSE): _S.CLOSING,
+    **{(state, Event.LINK_CLOSED): _S.CLOSED for state in SessionState},
+}
+"""Every allowed (state, event) pair and the state it leads to; others are errors."""
+
+
+class ChildSession:
+    """The state of one child connection and the handling of what it sends.
+
+    Args:
+        router: the sentinel's shared routing state.
+        node_id: the system id from the attach URL.
+        now: the current time (monotonic seconds).
+        identity: who the admission token says the node is; None in open mode.
+        wall_now: the current Unix time, to place ``identity.expires_at`` on ``now``'s clock.
+        description: the far end, for logs.
+    """
+
+    def __init__(
+        self,
+        router: Router,
+        node_id: str,
+        *,
+        now: float,
+        identity: Identity | None = None,
+        wall_now: float | None = None,
+        description: str = "",
+    ) -> None:
+        limits = router.limits
+        self.router = router
+        self.node_id = node_id
+        self.identity = identity
+        self.description = description or node_id
+        self.path = f"{router.path}/{node_id}"
+        self.flow_id = new_id()
+        self.epoch = new_id()
+        self.state = SessionState.AWAITING_ATTACH
+        self.flows = FlowState()
+        self.outbound = OutboundQueue(
+            max_bytes=limits.outbound_max_bytes, max_messages=limits.outbound_max_messages
+        )
+        self.pending: list[tuple[dict[str, Any], int]] = []
+        self.pending_bytes = 0
+        self.warnings = 0
+        self.last_seen = now
+        self.close_request: tuple[int, str] | None = None
+        self.expires_at: float | None = None
+        """When the identity's token expires, on ``now``'s clock."""
+        if identity is not None and identity.expires_at is not None:
+            wall = now if wall_now is None else wall_now
+            self.expires_at = now + (identity.expires_at - wall)
+        router.sessions.add(self)
+
+    def __repr__(self) -> str:
+        return f"<ChildSession {self.node_id} {self.state.value}>"
+
+    @property
+    def reachable(self) -> bool:
+        """Tell whether traffic may be routed to this session's node."""
+        return self.state is SessionState.ATTACHED
+
+    def transition(self, event: Event) -> None:
+        """Apply ``event`` to the state machine.
+
+        Raises:
+            RuntimeError: the event is not allowed in the current state.
+        """
+        target = TRANSITIONS.get((self.state, event))
+        if target is None:
+            raise RuntimeError(f"session {self.node_id}: {event.value} in state {self.state.value}")
+        self.state = target
+
+    def closing(self, code: int, reason: str) -> None:
+        """Enter CLOSING with ``code`` and ``reason`` (the first request wins)."""
+        if self.close_request is None:
+            self.close_request = (code, reason)
+        if self.state is not SessionState.CLOSED:
+            self.transition(Event.CLOSE)
+
+    def link_closed(self, now: float) -> list[Action]:
+        """The link is gone: forget the session and, for the live one, its routes."""
+        self.transition(Event.LINK_CLOSED)
+        self.outbound.close()
+        return self.router.detach(self, now)
+
+    def tick(self, now: float, idle_timeout: float | None) -> list[Action]:
+        """Close the link when it has been silent for ``idle_timeout`` or its token expired."""
+        if self.state in (SessionState.CLOSING, SessionState.CLOSED):
+            return _NO_ACTIONS
+        if self.expires_at is not None and now >= self.expires_at:
+            log.info("node %s: closing the connection, its token expired", self.node_id)
+            return self._close(1008, "token expired")
+        if idle_timeout is not None and now - self.last_seen >= idle_timeout:
+            log.info(
+                "node %s: closing the connection, no message for %g s", self.node_id, idle_timeout
+            )
+            return self._close(1000, f"idle for {idle_timeout:g} s")
+        return _NO_ACTIONS
+
+    def next_deadline(self, idle_timeout: float | None) -> float | None:
+        """The time :meth:`tick` must be called at, at the latest."""
+        deadlines = [d for d in (self.expires_at,) if d is not None]
+        if idle_timeout is not None:
+            deadlines.append(self.last_seen + idle_timeout)
+        return min(deadlines) if deadlines else None
+
+    def _close(self, code: int, reason: str) -> list[Action]:
+        self.closing(code, reason)
+        return [Close(self, code, reason)]
+
+    def warn(self, message: str, *args: object) -> None:
+        """Log a dropped frame at WARNING, then at DEBUG after the first few."""
+        self.warnings += 1
+        if self.warnings <= WARNINGS_PER_CONNECTION:
+            log.warning("node %s: " + message, self.node_id, *args)
+            if self.warnings == WARNINGS_PER_CONNECTION:
+                log.warning(
+                    "node %s: further dropped frames are logged at debug level", self.node_id
+                )
+        elif log.isEnabledFor(logging.DEBUG):
+            log.debug("node %s: " + message, self.node_id, *args)
+
+    def own(self, wire: dict[str, Any]) -> Send:
+        """Stamp and serialize an envelope the sentinel sends on this connection."""
+        if "flowId" not in wire:
+            self.flows.stamp_wire(wire, self.flow_id)
+        if self.router.printer is not None:
+            self.router.printer.show("sent", wire, peer=self.node_id)
+        return Send(self, orjson.dumps(wire))
+
+    # -- input ---------------------------------------------------------------
+
+    def receive(self, message: bytes | str, now: float) -> list[Action]:
+        """Handle one message from the node; return what to do."""
+        self.last_seen = now
+        if self.state is not SessionState.AWAITING_ATTACH and not self.reachable:
+            return _NO_ACTIONS
+        try:
+            envelope = parse_object(message)
+        except ProtocolError as exc:
+            return self._unparsable(message, exc, now)
+        return self.feed(envelope, len(message), now)
+
+    def _unparsable(self, message: bytes | str, exc: ProtocolError, now: float) -> list[Action]:
+        """A message our parser refused: NACK it when its routing fields can still be read."""
+        out: list[Action] = []
+        salvaged = salvage_object(message)
+        if salvaged is not None and self.reachable:
+            self.router.nack(salvaged, INVALID_ENVELOPE, f"envelope refused: {exc}", out, now)
+        self.warn("dropped a message: %s", exc)
+        return out
+
+    def feed(self, envelope: dict[str, Any], size: int, now: float) -> list[Action]:
+        """Handle one parsed envelope of ``size`` bytes; return what to do."""
+        router = self.router
+        if router.printer is not None:
+            router.printer.show("received", envelope, peer=self.node_id)
+        frame = envelope["frame"]
+        frame_type = frame["type"]
+        if frame_type == "CreditUpdate":
+            return _NO_ACTIONS  # hop-local; we never block on credits (§9)
+        out: list[Action] = []
+        flow_id = envelope.get("flowId")
+        if type(flow_id) is str and self.flows.count_received(flow_id):
+            out.append(self.own(envelopes.credit_update(flow_id, ts=timestamp())))
+        for key in ("to", "replyTo"):
+            value = envelope.get(key)
+            if value is not None and not self._valid_address(value, key, frame_type):
+                return out
+        if self.state is SessionState.AWAITING_ATTACH:
+            if frame_type == "NodeAttach":
+                self._attach(envelope, frame, out, now)
+            elif not self._buffer(envelope, size):
+                self.warn("dropped a %s envelope: too many before the attach", frame_type)
+            return out
+        self._dispatch(envelope, frame, frame_type, size, out, now)
+        return out
+
+    def _dispatch(
+        self,
+        envelope: dict[str, Any],
+        frame: dict[str, Any],
+        frame_type: str,
+        size: int,
+        out: list[Action],
+        now: float,
+    ) -> None:
+        if frame_type in _ROUTED:
+            if self._authorized(envelope, frame, frame_type, out, now):
+                out.extend(self.router.forward(self, envelope, size, now))
+        elif frame_type == "NodeAttach":
+            self._attach(envelope, frame, out, now)
+        elif frame_type in IGNORED_FRAME_TYPES:
+            log.debug("node %s: ignored a %s frame", self.node_id, frame_type)
+        elif frame_type not in FRAME_TYPES:
+            self.warn(
+                "dropped an envelope with unknown frame type %r; expected one of %s",
+                frame_type[:64],
+                ", ".join(FRAME_TYPES),
+            )
+        else:
+            ack = answer_control(self, frame_type, frame, _text(envelope.get("id")) or new_id())
+            if ack is None:
+                self.warn("dropped a %s frame: not expected from a node", frame_type)
+                return
+            out.append(self._answer(ack, envelope))
+
+    def _answer(self, frame: Any, request: dict[str, Any], *, with_sid: bool = True) -> Send:
+        return self.own(
+            envelopes.answer(
+                frame,
+                trace_id=_text(request.get("traceId")),
+                corr_id=_text(request.get("corrId")),
+                sid=self.router.sid if with_sid else None,
+                ts=timestamp(),
+            )
+        )
+
+    def _valid_address(self, value: object, key: str, frame_type: str) -> bool:
+        """Check an envelope's ``to``/``replyTo``; warn when it is invalid (C-40)."""
+        try:
+            if type(value) is not str:
+                raise ProtocolError(f"{key} must be an address string, got {value!r:.80}")
+            parse_address(value)
+        except ProtocolError as exc:
+            self.warn("dropped a %s envelope: %s", frame_type, exc)
+            return False
+        return True
+
+    def _buffer(self, envelope: dict[str, Any], size: int) -> bool:
+        limits = self.router.limits
+        if (
+            len(self.pending) >= limits.pending_max_messages
+            or self.pending_bytes + size > limits.pending_max_bytes
+        ):
+            return False
+        self.pending.append((envelope, size))
+        self.pending_bytes += size
+        return True
+
+    # -- attach ----------------------------------------------------------------
+
+    def _attach(
+        self, envelope: dict[str, Any], frame: dict[str, Any], out: list[Action], now: float
+    ) -> None:
+        """Answer ``NodeAttach`` (§4.2, §5.1, §5.2, §5.8)."""
+        router = self.router
+        node_id = self.node_id
+        ref_id = _text(envelope.get("id")) or new_id()
+        refusal: str | None = None
+        close_reason = ""
+        claimed = frame.get("systemId")
+        older = router.live.get(node_id)
+        try:
+            frame_from_dict(frame)
+        except ProtocolError as exc:
+            refusal, close_reason = str(exc), "invalid NodeAttach"
+        if refusal is None and claimed != node_id:
+            refusal = f"systemId {claimed!r:.80} does not match the attach URL's {node_id!r}"
+            close_reason = "systemId does not match the attach URL"
+        if refusal is None and older is not None and older is not self:
+            if _subject(older.identity) != _subject(self.identity):
+                refusal = (
+                    f"system id {node_id!r} is attached with another identity; "
+                    "a connection may replace it only with the same identity"
+                )
+                close_reason = "system id in use by another identity"
+        if refusal is not None:
+            log.warning("node %s: refused an attach: %s", node_id, refusal)
+            ack = NodeAttachAck(ok=False, reason=refusal, ref_id=ref_id)
+            out.append(self._answer(ack, envelope, with_sid=False))
+            self.transition(Event.REFUSE)
+            self.closing(1008, close_reason)
+            out.append(Close(self, 1008, close_reason))
+            return
+        reattach = self.state is SessionState.ATTACHED
+        if not reattach:
+            if older is not None:
+                if older.state is SessionState.ATTACHED:
+                    older.transition(Event.REPLACE)
+                older.closing(1000, "replaced by a newer connection")
+                out.append(Close(older, 1000, "replaced by a newer connection"))
+                log.info("node %s attached again; closing its older connection", node_id)
+            router.live[node_id] = self
+            router.table.add_node(node_id)
+        self.transition(Event.ATTACH)
+        ack = NodeAttachAck(
+            ok=True,
+            ref_id=ref_id,
+            target_system_id=router.system_id,
+            target_physical_path=router.path,
+            assigned_path=self.path,
+            routing_epoch=self.epoch,
+        )
+        out.append(self._answer(ack, envelope, with_sid=False))
+        if reattach:
+            log.debug("node %s: re-acknowledged a second NodeAttach", node_id)
+            return
+        who = f" as {self.identity.subject!r}" if self.identity is not None else " (anonymous)"
+        log.info("node %s attached%s at %s (epoch %s)", node_id, who, self.path, self.epoch)
+        pending, self.pending, self.pending_bytes = self.pending, [], 0
+        for buffered, size in pending:
+            frame = buffered["frame"]
+            self._dispatch(buffered, frame, frame["type"], size, out, now)
+
+    # -- authorization ---------------------------------------------------------
+
+    def _authorized(
+        self,
+        envelope: dict[str, Any],
+        frame: dict[str, Any],
+        frame_type: str,
+        out: list[Action],
+        now: float,
+    ) -> bool:
+        """Apply the rules on calls, replies and cancel notices; stamp the caller."""
+        identity = self.identity
+        if frame_type == "Data":
+            if authorization.is_request(frame, is_request_rtype(envelope.get("rtype"))):
+                if identity is not None:
+                    refusal = authorization.call_refusal(identity, envelope)
+                    if refusal is not None:
+                        log.info("node %s: refused a request: %s", self.node_id, refusal)
+                        self.router.nack(envelope, FORBIDDEN, refusal, out, now)
+                        return False
+                if "meta" in envelope or identity is not None:
+                    authorization.stamp_caller(envelope, identity)
+                return True
+        elif frame.get("ok") is False and frame.get("code") == CANCELLED:
+            if self.router.inflight.sent_by(self.node_id, frame.get("refId")):
+                return True
+            self.warn("dropped a cancel notice for a request it did not send")
+            return False
+        if identity is None or self.router.inflight.answers(envelope, source=self.node_id):
+            return True
+        to = envelope.get("to")
+        if type(to) is str and identity.may_call(to):
+            return True
+        self.warn(
+            "dropped a %s to %r: it answers no request this node received, and %r may not call it",
+            frame_type,
+            to,
+            identity.subject,
+        )
+        return False
+
+
+def _subject(identity: Identity | None) -> str | None:
+    return None if identity is None else identity.subject
+
+
+def _text(value: object) -> str | None:
+    return value if type(value) is str else None
