@@ -180,6 +180,10 @@ class RoutingTable:
             nodes = [node for node in nodes if node in offering]
         return nodes
 
+    def node_routes(self, node_id: str) -> NodeRoutes | None:
+        """Return a child's routes (read them; only the table changes them), or None."""
+        return self._nodes.get(node_id)
+
     def node_addresses(self, node_id: str) -> set[str]:
         """Return the addresses a child bound (a copy)."""
         routes = self._nodes.get(node_id)

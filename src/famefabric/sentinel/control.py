@@ -68,7 +68,9 @@ def _bind(session: ChildSession, frame: AddressBind | AddressUnbind, ref_id: str
     node_id = session.node_id
     address = frame.address
     if isinstance(frame, AddressBind):
-        refusal = bind_refusal(session.identity, session.path, address)
+        refusal = bind_refusal(session.identity, session.path, address) or _bind_limit(
+            session, address
+        )
         if refusal is None:
             try:
                 table.bind(node_id, address)
@@ -77,10 +79,12 @@ def _bind(session: ChildSession, frame: AddressBind | AddressUnbind, ref_id: str
         if refusal is not None:
             session.warn("refused AddressBind of %r: %s", address[:200], refusal)
             return AddressBindAck(ok=False, ref_id=ref_id, reason=refusal, address=address)
-        log.info("node %s bound %s", node_id, address)
+        log.info("node %s bound %s", node_id, address[:200])
         return AddressBindAck(ok=True, ref_id=ref_id, address=address)
     try:
         removed = table.unbind(node_id, address)
+        if removed:
+            session.route_bytes -= len(address)
     except ProtocolError as exc:
         session.warn("refused AddressUnbind of %r: %s", address[:200], exc)
         return AddressUnbindAck(ok=False, ref_id=ref_id, reason=str(exc), address=address)
@@ -102,17 +106,65 @@ def _advertise(
             ok=False, ref_id=ref_id, reason=f"{frame.type}.capabilities must be non-empty strings"
         )
     table = session.router.table
+    routes = table.node_routes(session.node_id)
+    known = routes.capabilities if routes is not None else set()
+    changed = {c for c in capabilities if ((c, frame.address) in known) != advertising}
+    size = sum(len(c) + len(frame.address) for c in changed)
     if advertising:
+        refusal = _advertise_limit(session, len(known) + len(changed), size)
+        if refusal is not None:
+            session.warn("refused CapabilityAdvertise: %s", refusal)
+            return ack_type(ok=False, ref_id=ref_id, reason=refusal)
         table.advertise(session.node_id, frame.address, capabilities)
+        session.route_bytes += size
     else:
         table.withdraw(session.node_id, frame.address, capabilities)
+        session.route_bytes -= size
     log.info(
         "node %s %s %d capabilities for %s",
         session.node_id,
         "advertised" if advertising else "withdrew",
         len(capabilities),
-        frame.address,
+        frame.address[:200],
     )
     if log.isEnabledFor(logging.DEBUG):
         log.debug("node %s capabilities: %.2000s", session.node_id, ", ".join(capabilities))
     return ack_type(ok=True, ref_id=ref_id, capabilities=capabilities, address=frame.address)
+
+
+def _bind_limit(session: ChildSession, address: str) -> str | None:
+    """Say why binding ``address`` would exceed the node's table limits, or None (and count it)."""
+    limits = session.router.limits
+    routes = session.router.table.node_routes(session.node_id)
+    if routes is not None and address in routes.addresses:
+        return None
+    count = len(routes.addresses) if routes is not None else 0
+    if count >= limits.max_bindings_per_node:
+        return (
+            f"node {session.node_id} has {count} bindings, the most allowed "
+            "(FAME_SENTINEL_MAX_BINDINGS_PER_NODE)"
+        )
+    if session.route_bytes + len(address) > limits.max_route_bytes_per_node:
+        return _bytes_refusal(session)
+    session.route_bytes += len(address)
+    return None
+
+
+def _advertise_limit(session: ChildSession, count: int, size: int) -> str | None:
+    limits = session.router.limits
+    if count > limits.max_capabilities_per_node:
+        return (
+            f"node {session.node_id} would have {count} capabilities, more than the "
+            f"{limits.max_capabilities_per_node} allowed (FAME_SENTINEL_MAX_CAPABILITIES_PER_NODE)"
+        )
+    if session.route_bytes + size > limits.max_route_bytes_per_node:
+        return _bytes_refusal(session)
+    return None
+
+
+def _bytes_refusal(session: ChildSession) -> str:
+    limit = session.router.limits.max_route_bytes_per_node
+    return (
+        f"node {session.node_id} has added {session.route_bytes} characters of addresses and "
+        f"capabilities; the most allowed is {limit} (FAME_SENTINEL_MAX_ROUTE_BYTES_PER_NODE)"
+    )

@@ -170,6 +170,11 @@ class InflightRequests:
         self._by_request[(source, request_id)] = key
         return key
 
+    def count_source(self, source: str) -> int:
+        """Return how many requests sent by ``source`` await their replies."""
+        own = self._by_source.get(source)
+        return 0 if own is None else len(own)
+
     def answers(self, envelope: Mapping[str, Any], *, source: str) -> bool:
         """Tell whether ``envelope`` from ``source`` answers a request delivered to ``source``."""
         to = envelope.get("to")

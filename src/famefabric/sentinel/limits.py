@@ -10,6 +10,10 @@ Field                                  Environment variable                     
 ``max_inflight_per_node``              ``FAME_SENTINEL_MAX_INFLIGHT_PER_NODE``    10000
 ``pending_max_messages``               ``FAME_SENTINEL_PENDING_MAX_MESSAGES``     256
 ``pending_max_bytes``                  ``FAME_SENTINEL_PENDING_MAX_BYTES``        1 MiB
+``attach_deadline``                    ``FAME_SENTINEL_ATTACH_DEADLINE``          10 s
+``max_bindings_per_node``              ``FAME_SENTINEL_MAX_BINDINGS_PER_NODE``    1000
+``max_capabilities_per_node``          ``FAME_SENTINEL_MAX_CAPABILITIES_PER_NODE``1000
+``max_route_bytes_per_node``           ``FAME_SENTINEL_MAX_ROUTE_BYTES_PER_NODE`` 1 MiB
 =====================================  =========================================  ==========
 
 - The outbound queue of a connection holds what the sentinel has yet to write
@@ -19,11 +23,15 @@ Field                                  Environment variable                     
   connection a slow consumer: it is closed (1008, ``slow consumer: …``) and
   the requests it had not answered are NACKed ``CHILD_UNREACHABLE`` at once.
 - ``max_envelope_bytes``: a larger envelope is NACKed ``MESSAGE_TOO_LARGE``.
-- ``max_inflight_per_node``: requests remembered per sending node for an
-  immediate ``CHILD_UNREACHABLE`` NACK; beyond it that node's oldest are
-  forgotten (never another node's).
+- ``max_inflight_per_node``: requests a node may have awaiting replies at
+  once; a further request is NACKed ``TOO_MANY_REQUESTS`` at once.
 - ``pending_*``: envelopes kept from before a connection's ``NodeAttach``;
-  beyond either bound they are dropped with a warning.
+  beyond either bound they are dropped with a warning. A connection that has
+  not attached within ``attach_deadline`` is closed (1008).
+- ``max_bindings_per_node``, ``max_capabilities_per_node`` and
+  ``max_route_bytes_per_node`` (the characters of its addresses and
+  capabilities together) bound what one node adds to the routing table; a
+  bind or advertise beyond them gets a negative ack naming the limit.
 """
 
 from __future__ import annotations
@@ -49,6 +57,10 @@ class SentinelLimits:
     max_inflight_per_node: int = 10_000
     pending_max_messages: int = 256
     pending_max_bytes: int = 1024 * 1024
+    attach_deadline: float = 10.0
+    max_bindings_per_node: int = 1000
+    max_capabilities_per_node: int = 1000
+    max_route_bytes_per_node: int = 1024 * 1024
 
     def __post_init__(self) -> None:
         for field in fields(self):

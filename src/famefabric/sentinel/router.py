@@ -54,6 +54,10 @@ INVALID_ENVELOPE = "INVALID_ENVELOPE"
 """NACK code: the envelope holds values JSON cannot carry, or cannot be re-serialized."""
 FORBIDDEN = "FORBIDDEN"
 """NACK code: the sender's identity may not call the address."""
+TOO_MANY_REQUESTS = "TOO_MANY_REQUESTS"
+"""NACK code: the sender already has the most requests in flight it may have."""
+MAX_JSON_DEPTH = 254
+"""Deepest nesting of JSON arrays and objects the sentinel re-serializes (orjson's limit)."""
 SLOW_CONSUMER_CLOSE = 1008
 """Close code of a slow consumer (policy violation)."""
 
@@ -137,6 +141,15 @@ class Router:
         if oversize:
             self.too_large(session, envelope, size, out, now)
             return out
+        if request and inflight.count_source(source) >= self.limits.max_inflight_per_node:
+            limit = self.limits.max_inflight_per_node
+            session.warn("refused a request: %d requests in flight already", limit)
+            reason = (
+                f"node {source} has {limit} requests in flight, the most allowed "
+                "(FAME_SENTINEL_MAX_INFLIGHT_PER_NODE); wait for replies first"
+            )
+            self.nack(envelope, TOO_MANY_REQUESTS, reason, out, now)
+            return out
         decision = route(self.table, envelope, sentinel_id=self.system_id, source=source)
         if not isinstance(decision, Deliver):
             if isinstance(decision, Reject):
@@ -197,7 +210,10 @@ class Router:
         try:
             return orjson.dumps(envelope)
         except orjson.JSONEncodeError as exc:
-            reason = f"envelope cannot be forwarded: {exc}"
+            problem = str(exc)
+            if "ecursion" in problem:
+                problem = f"it is nested deeper than {MAX_JSON_DEPTH} levels, the most forwarded"
+            reason = f"envelope cannot be forwarded: {problem}"
             session.warn("dropped envelope %s: %s", _text(envelope.get("id")), exc)
             self.nack(envelope, INVALID_ENVELOPE, reason, out, now)
             return None

@@ -138,6 +138,9 @@ class ChildSession:
         self.pending_bytes = 0
         self.warnings = 0
         self.last_seen = now
+        self.attach_by = now + limits.attach_deadline
+        self.route_bytes = 0
+        """Characters of the addresses and capabilities this node added to the table."""
         self.close_request: tuple[int, str] | None = None
         self.expires_at: float | None = None
         """When the identity's token expires, on ``now``'s clock."""
@@ -182,6 +185,10 @@ class ChildSession:
         """Close the link when it has been silent for ``idle_timeout`` or its token expired."""
         if self.state in (SessionState.CLOSING, SessionState.CLOSED):
             return _NO_ACTIONS
+        if self.state is SessionState.AWAITING_ATTACH and now >= self.attach_by:
+            log.info("node %s: closing the connection, it did not attach in time", self.node_id)
+            deadline = self.router.limits.attach_deadline
+            return self._close(1008, f"no NodeAttach within {deadline:g} s")
         if self.expires_at is not None and now >= self.expires_at:
             log.info("node %s: closing the connection, its token expired", self.node_id)
             return self._close(1008, "token expired")
@@ -195,6 +202,8 @@ class ChildSession:
     def next_deadline(self, idle_timeout: float | None) -> float | None:
         """The time :meth:`tick` must be called at, at the latest."""
         deadlines = [d for d in (self.expires_at,) if d is not None]
+        if self.state is SessionState.AWAITING_ATTACH:
+            deadlines.append(self.attach_by)
         if idle_timeout is not None:
             deadlines.append(self.last_seen + idle_timeout)
         return min(deadlines) if deadlines else None

@@ -1,0 +1,78 @@
+"""Per-node limits in the sentinel's session, without sockets: each refusal names its limit."""
+
+from __future__ import annotations
+
+from sentinel_harness import Harness, control, nack_of, request
+
+from famefabric.sentinel.router import Close
+
+
+def test_a_connection_that_does_not_attach_in_time_is_closed() -> None:
+    h = Harness(attach_deadline=5.0)
+    session = h.session("late", attach=False)
+    assert session.next_deadline(None) == h.now + 5.0
+    assert session.tick(h.now + 4.9, idle_timeout=None) == []
+    assert session.tick(h.now + 5.0, idle_timeout=None) == [
+        Close(session, 1008, "no NodeAttach within 5 s")
+    ]
+
+
+def test_an_attached_connection_has_no_attach_deadline() -> None:
+    h = Harness(attach_deadline=5.0)
+    session = h.session("n1")
+    assert session.next_deadline(None) is None
+    assert session.tick(h.now + 60, idle_timeout=None) == []
+
+
+def test_requests_beyond_the_in_flight_limit_are_nacked_too_many_requests() -> None:
+    h = Harness(max_inflight_per_node=2)
+    agent = h.session("agent")
+    h.feed(agent, control("AddressBind", address="echo@fame.fabric"))
+    h.taken(agent)
+    caller = h.session("caller")
+    for _ in range(3):
+        h.feed(caller, request(caller, "echo@fame.fabric"))
+    nack = nack_of(h.taken(caller))
+    assert nack["frame"]["code"] == "TOO_MANY_REQUESTS"
+    assert "FAME_SENTINEL_MAX_INFLIGHT_PER_NODE" in nack["frame"]["reason"]
+    assert len(h.taken(agent)) == 2
+    # Another node is not affected by the first one's load.
+    other = h.session("other")
+    h.feed(other, request(other, "echo@fame.fabric"))
+    assert len(h.taken(agent)) == 1
+
+
+def test_bindings_per_node_are_bounded_and_rebinding_is_free() -> None:
+    h = Harness(max_bindings_per_node=2)
+    node = h.session("n1")
+    for name in ("a", "b", "a"):
+        ack = h.ack(h.feed(node, control("AddressBind", address=f"{name}@fame.fabric")), node)
+        assert ack["frame"]["ok"] is True
+    ack = h.ack(h.feed(node, control("AddressBind", address="c@fame.fabric")), node)
+    assert ack["frame"]["ok"] is False
+    assert "FAME_SENTINEL_MAX_BINDINGS_PER_NODE" in ack["frame"]["reason"]
+    h.feed(node, control("AddressUnbind", address="a@fame.fabric"))
+    node.outbound.take_all()
+    ack = h.ack(h.feed(node, control("AddressBind", address="c@fame.fabric")), node)
+    assert ack["frame"]["ok"] is True
+
+
+def test_capabilities_per_node_are_bounded_in_count_and_size() -> None:
+    h = Harness(max_capabilities_per_node=3, max_route_bytes_per_node=200)
+    node = h.session("n1")
+
+    def advertise(*capabilities: str) -> dict[str, object]:
+        wire = control(
+            "CapabilityAdvertise", address="e@fame.fabric", capabilities=list(capabilities)
+        )
+        return h.ack(h.feed(node, wire), node)["frame"]
+
+    assert advertise("c1", "c2", "c3")["ok"] is True
+    assert advertise("c1", "c2")["ok"] is True  # already there: nothing new
+    refused = advertise("c4")
+    assert refused["ok"] is False
+    assert "FAME_SENTINEL_MAX_CAPABILITIES_PER_NODE" in str(refused["reason"])
+    withdraw = control("CapabilityWithdraw", address="e@fame.fabric", capabilities=["c3"])
+    h.ack(h.feed(node, withdraw), node)
+    big = advertise("x" * 300)
+    assert big["ok"] is False and "FAME_SENTINEL_MAX_ROUTE_BYTES_PER_NODE" in str(big["reason"])
