@@ -5,6 +5,11 @@ envelopes with :meth:`OutboundQueue.offer`, which never blocks and says
 ``False`` when the queue is full; the connection's one writer task takes
 everything queued at once with :meth:`OutboundQueue.take_all` and writes it
 in one go. ``wake`` is how the writer learns there is something to write.
+
+When the queue is empty and its writer idle, the pump may hand a message
+straight to the socket instead (``send_now``, set by the pump when the
+transport can write without waiting): order is kept, and a message crosses
+the sentinel without waiting for the writer's turn of the event loop.
 """
 
 from __future__ import annotations
@@ -21,7 +26,17 @@ class OutboundQueue:
         max_messages: the most messages queued at once.
     """
 
-    __slots__ = ("_messages", "bytes", "closed", "full_since", "max_bytes", "max_messages", "wake")
+    __slots__ = (
+        "_messages",
+        "busy",
+        "bytes",
+        "closed",
+        "full_since",
+        "max_bytes",
+        "max_messages",
+        "send_now",
+        "wake",
+    )
 
     def __init__(self, *, max_bytes: int, max_messages: int) -> None:
         self.max_bytes = max_bytes
@@ -33,6 +48,10 @@ class OutboundQueue:
         """When an offer was first refused since the queue last drained."""
         self.wake: Callable[[], None] | None = None
         """Called after a message is queued (the writer's wake-up)."""
+        self.send_now: Callable[[bytes], bool] | None = None
+        """Writes a message at once if the socket takes it without waiting (else False)."""
+        self.busy = False
+        """True while the writer is writing a batch it took."""
 
     def __len__(self) -> int:
         return len(self._messages)
@@ -46,7 +65,11 @@ class OutboundQueue:
         )
 
     def offer(self, data: bytes, *, now: float) -> bool:
-        """Queue ``data``; False (and nothing queued) when full or closed."""
+        """Queue ``data`` (or write it at once); False (nothing queued) when full or closed."""
+        send_now = self.send_now
+        if send_now is not None and not self._messages and not self.busy and not self.closed:
+            if send_now(data):
+                return True
         if not self.has_room(len(data)):
             if self.full_since is None:
                 self.full_since = now

@@ -68,6 +68,9 @@ async def run(
     loop = asyncio.get_running_loop()
     ready = asyncio.Event()
     session.outbound.wake = ready.set
+    send_now = getattr(transport, "send_now", None)
+    if callable(send_now):
+        session.outbound.send_now = send_now
     if session.close_request is not None:
         ready.set()
     try:
@@ -82,6 +85,7 @@ async def run(
                     writer.cancel()
     finally:
         session.outbound.wake = None
+        session.outbound.send_now = None
         apply(session.link_closed(loop.time()), loop.time())
 
 
@@ -119,6 +123,7 @@ async def _write(session: ChildSession, transport: Transport, ready: asyncio.Eve
         ready.clear()
         while queue:
             batch = queue.take_all()
+            queue.busy = True
             try:
                 async with asyncio.timeout(deadline):
                     await _send_all(transport, batch)
@@ -131,6 +136,8 @@ async def _write(session: ChildSession, transport: Transport, ready: asyncio.Eve
             except ConnectionClosed:
                 queue.close()
                 return
+            finally:
+                queue.busy = False
         if session.close_request is not None:
             await _close(session, transport)
             return

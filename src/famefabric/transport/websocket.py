@@ -13,6 +13,7 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.asyncio.connection import Connection
 from websockets.exceptions import ConnectionClosed as WSConnectionClosed
 from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI
+from websockets.protocol import State
 from websockets.version import version as websockets_version
 
 from famefabric.errors import ConnectionClosed
@@ -83,6 +84,22 @@ class WebSocketTransport:
                 connection.transport.write(b"".join(chunks))
         except WSConnectionClosed as exc:
             raise _closed(self._description, exc) from exc
+
+    def send_now(self, message: bytes) -> bool:
+        """Write one binary message at once if the socket takes it without waiting.
+
+        Returns False (nothing written) when the connection is not open or its
+        write buffer is above the high-water mark; use :meth:`send` then.
+        """
+        connection = self._connection
+        if (
+            connection.protocol.state is not State.OPEN
+            or connection.transport.get_write_buffer_size() > connection.write_limit_high
+        ):
+            return False
+        connection.protocol.send_binary(message)
+        connection.send_data()
+        return True
 
     def abort(self) -> None:
         """Drop the TCP connection at once, without a closing handshake."""
