@@ -102,12 +102,14 @@ async def _read(
         now = loop.time()
         try:
             actions = feed(message, now)
-        except Exception:
-            log.exception(
-                "node %s: error %s while handling an envelope; dropped it",
-                session.node_id,
-                new_id()[:8],
-            )
+        except Exception as exc:
+            # A bug, not bad input: the first gets a traceback, the rest a bounded warning.
+            error_id = new_id()[:8]
+            if not session.warnings:
+                log.exception(
+                    "node %s: error %s while handling an envelope", session.node_id, error_id
+                )
+            session.warn("dropped an envelope after error %s: %s", error_id, type(exc).__name__)
             continue
         if actions:
             apply(actions, now)
