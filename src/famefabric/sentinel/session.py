@@ -248,8 +248,9 @@ class ChildSession:
     def _unparsable(self, message: bytes | str, exc: ProtocolError, now: float) -> list[Action]:
         """A message our parser refused: NACK it when its routing fields can still be read."""
         out: list[Action] = []
-        salvaged = salvage_object(message)
-        if salvaged is not None and self.reachable:
+        small = len(message) <= self.router.limits.max_envelope_bytes
+        salvaged = salvage_object(message) if small and self.reachable else None
+        if salvaged is not None:
             self.router.nack(salvaged, INVALID_ENVELOPE, f"envelope refused: {exc}", out, now)
         self.warn("dropped a message: %s", exc)
         return out
