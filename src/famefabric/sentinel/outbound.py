@@ -6,10 +6,9 @@ envelopes with :meth:`OutboundQueue.offer`, which never blocks and says
 everything queued at once with :meth:`OutboundQueue.take_all` and writes it
 in one go. ``wake`` is how the writer learns there is something to write.
 
-When the queue is empty and its writer idle, the pump may hand a message
-straight to the socket instead (``send_now``, set by the pump when the
-transport can write without waiting): order is kept, and a message crosses
-the sentinel without waiting for the writer's turn of the event loop.
+The pump's ``wake`` flushes the queue at the end of the current turn of the
+event loop, in one write, when the socket takes it without waiting; only
+otherwise does the writer task take over (and wait for the socket).
 """
 
 from __future__ import annotations
@@ -34,7 +33,6 @@ class OutboundQueue:
         "full_since",
         "max_bytes",
         "max_messages",
-        "send_now",
         "wake",
     )
 
@@ -48,8 +46,6 @@ class OutboundQueue:
         """When an offer was first refused since the queue last drained."""
         self.wake: Callable[[], None] | None = None
         """Called after a message is queued (the writer's wake-up)."""
-        self.send_now: Callable[[bytes], bool] | None = None
-        """Writes a message at once if the socket takes it without waiting (else False)."""
         self.busy = False
         """True while the writer is writing a batch it took."""
 
@@ -65,11 +61,7 @@ class OutboundQueue:
         )
 
     def offer(self, data: bytes, *, now: float) -> bool:
-        """Queue ``data`` (or write it at once); False (nothing queued) when full or closed."""
-        send_now = self.send_now
-        if send_now is not None and not self._messages and not self.busy and not self.closed:
-            if send_now(data):
-                return True
+        """Queue ``data``; False (and nothing queued) when full or closed."""
         if not self.has_room(len(data)):
             if self.full_since is None:
                 self.full_since = now
@@ -88,6 +80,11 @@ class OutboundQueue:
         self.bytes = 0
         self.full_since = None
         return messages
+
+    def put_back(self, messages: list[bytes]) -> None:
+        """Return messages taken with :meth:`take_all` but not written, to the front."""
+        self._messages.extendleft(reversed(messages))
+        self.bytes += sum(len(message) for message in messages)
 
     def close(self) -> int:
         """Refuse further messages and drop what is queued; return the bytes dropped."""

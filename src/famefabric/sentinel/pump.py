@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from famefabric.errors import ConnectionClosed
 from famefabric.protocol.ids import new_id
@@ -67,10 +67,7 @@ async def run(
     """Serve ``session`` over ``transport`` until the link closes, then detach it."""
     loop = asyncio.get_running_loop()
     ready = asyncio.Event()
-    session.outbound.wake = ready.set
-    send_now = getattr(transport, "send_now", None)
-    if callable(send_now):
-        session.outbound.send_now = send_now
+    session.outbound.wake = _flusher(session, transport, ready, loop)
     if session.close_request is not None:
         ready.set()
     try:
@@ -85,8 +82,44 @@ async def run(
                     writer.cancel()
     finally:
         session.outbound.wake = None
-        session.outbound.send_now = None
         apply(session.link_closed(loop.time()), loop.time())
+
+
+def _flusher(
+    session: ChildSession,
+    transport: Transport,
+    ready: asyncio.Event,
+    loop: asyncio.AbstractEventLoop,
+) -> Callable[[], None]:
+    """Return the queue's ``wake``: flush at the end of this loop turn, else wake the writer.
+
+    Everything queued during one turn goes out in one write; the writer task
+    is woken only when the socket is backed up, the writer is busy or a close
+    is due.
+    """
+    queue = session.outbound
+    send_now = getattr(transport, "send_now", None)
+    scheduled = False
+
+    def flush() -> None:
+        nonlocal scheduled
+        scheduled = False
+        if queue and not queue.busy and callable(send_now):
+            batch = queue.take_all()
+            if send_now(batch):
+                if session.close_request is None:
+                    return
+            else:
+                queue.put_back(batch)
+        ready.set()
+
+    def wake() -> None:
+        nonlocal scheduled
+        if not scheduled:
+            scheduled = True
+            loop.call_soon(flush)
+
+    return wake
 
 
 async def _read(

@@ -85,11 +85,11 @@ class WebSocketTransport:
         except WSConnectionClosed as exc:
             raise _closed(self._description, exc) from exc
 
-    def send_now(self, message: bytes) -> bool:
-        """Write one binary message at once if the socket takes it without waiting.
+    def send_now(self, messages: list[bytes]) -> bool:
+        """Write binary messages at once, in one write, if the socket takes them without waiting.
 
         Returns False (nothing written) when the connection is not open or its
-        write buffer is above the high-water mark; use :meth:`send` then.
+        write buffer is above the high-water mark; use :meth:`send_many` then.
         """
         connection = self._connection
         if (
@@ -97,8 +97,10 @@ class WebSocketTransport:
             or connection.transport.get_write_buffer_size() > connection.write_limit_high
         ):
             return False
-        connection.protocol.send_binary(message)
-        connection.send_data()
+        protocol = connection.protocol
+        for message in messages:
+            protocol.send_binary(message)
+        connection.transport.write(b"".join(protocol.data_to_send()))
         return True
 
     def abort(self) -> None:
