@@ -93,7 +93,7 @@ async def test_initial_attempts_retry_with_backoff_then_give_up(sentinel: FakeSe
 
 
 async def test_http_403_at_first_connect_is_not_retried(sentinel: FakeSentinel) -> None:
-    sentinel.refuse = ConnectionClosed("refused with HTTP 403", reason="HTTP 403")
+    sentinel.refuse = AttachRefused("refused with HTTP 403", status=403, reason="Forbidden")
     node = make_node(sentinel, max_initial_attempts=0, backoff=lambda: iter([0.0] * 9))
     with pytest.raises(ConnectionClosed, match="HTTP 403"):
         await node.__aenter__()
@@ -466,6 +466,7 @@ def test_package_exports_the_public_names_it_defines() -> None:
     assert sorted(package.__all__) == [
         "AttachRefused",
         "Handler",
+        "LinkState",
         "Node",
         "NodeEvent",
         "Stream",
@@ -475,4 +476,5 @@ def test_package_exports_the_public_names_it_defines() -> None:
     for name in package.__all__:
         value = getattr(package, name)
         module = getattr(value, "__module__", "")
-        assert module.startswith("famefabric.node.") or name == "Handler", name
+        # AttachRefused lives with every other exception, in famefabric.errors.
+        assert module.startswith("famefabric.node.") or name in ("Handler", "AttachRefused"), name

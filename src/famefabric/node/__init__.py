@@ -8,11 +8,13 @@ from famefabric.node.backoff import AttachRefused, backoff_delays, is_retryable
 from famefabric.node.dispatch import Handler
 from famefabric.node.node import Node
 from famefabric.node.rpc import Stream
+from famefabric.node.state import LinkState
 from famefabric.node.supervisor import NodeEvent
 
 __all__ = [
     "AttachRefused",
     "Handler",
+    "LinkState",
     "Node",
     "NodeEvent",
     "Stream",

@@ -13,9 +13,13 @@ work, each in its own module:
   queues them while disconnected.
 
 Every task the node starts lives in its :class:`asyncio.TaskGroup`, entered
-by ``__aenter__`` and left by ``__aexit__``; :meth:`Node.close` cancels them.
-Envelopes for the node's own addresses never touch the wire: the sentinel
-would refuse to route them back to their sender (§7.2).
+through an :class:`~contextlib.AsyncExitStack` by ``__aenter__`` and left by
+``__aexit__``; :meth:`Node.close` cancels them. ``__aenter__`` starts the
+supervisor in the group and returns once it reports the first attach (as
+trio's ``nursery.start()``, :mod:`famefabric.node.tasks`). The connection's
+state is one :class:`~famefabric.node.state.LinkState`, shared with the
+supervisor. Envelopes for the node's own addresses never touch the wire: the
+sentinel would refuse to route them back to their sender (§7.2).
 """
 
 from __future__ import annotations
@@ -24,8 +28,9 @@ import asyncio
 import logging
 import re
 from collections.abc import Callable, Coroutine, Iterator, Sequence
+from contextlib import AsyncExitStack
 from types import TracebackType
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import orjson
 
@@ -49,7 +54,10 @@ from famefabric.node.inbound import Inbound
 from famefabric.node.link import Connector, close_quietly
 from famefabric.node.outbox import Outbox, dumps
 from famefabric.node.rpc import RpcClient, Stream, link_lost_error
+from famefabric.node.state import LinkEvent, LinkState, LinkStateMachine
 from famefabric.node.supervisor import NodeEvent, Supervisor, Timing
+from famefabric.node.tasks import TaskStatus, start
+from famefabric.options import count, positive_seconds
 from famefabric.protocol.address import RPC_PARTICIPANT_PREFIX, parse_address
 from famefabric.protocol.codec import envelope_from_dict, envelope_to_dict
 from famefabric.protocol.frames import (
@@ -119,22 +127,18 @@ class Node:
         attach_timeout: float = 10.0,
     ) -> None:
         base = DEFAULT_ADMISSION_URL if admission_url is None else admission_url
-        _check_options(
-            base,
-            default_connect=connect is None,
-            system_id=system_id,
-            seconds={
-                "heartbeat_interval": heartbeat_interval,
-                "heartbeat_timeout": heartbeat_timeout,
-                "default_timeout": default_timeout,
-                "attach_timeout": attach_timeout,
-            },
-            counts={"max_initial_attempts": max_initial_attempts, "max_queued": max_queued},
-        )
+        _check_target(base, default_connect=connect is None, system_id=system_id)
+        heartbeat_interval = positive_seconds("heartbeat_interval", heartbeat_interval)
+        heartbeat_timeout = positive_seconds("heartbeat_timeout", heartbeat_timeout)
+        default_timeout = positive_seconds("default_timeout", default_timeout)
+        attach_timeout = positive_seconds("attach_timeout", attach_timeout)
+        max_initial_attempts = count("max_initial_attempts", max_initial_attempts)
+        max_queued = count("max_queued", max_queued)
         self.system_id: str = system_id or new_id()
         """This node's system id, the last segment of its physical path."""
         url = f"{base.rstrip('/')}/{self.system_id}"
         self._reconnect = reconnect
+        self._machine = LinkStateMachine()
         self._rpc = RpcClient(
             submit=self._submit, send_notice=self._send_notice, default_timeout=default_timeout
         )
@@ -169,11 +173,14 @@ class Node:
             rpc=self._rpc,
             emit=self._emit,
             spawn=self._spawn_quietly,
+            machine=self._machine,
+            # The hook for token providers: return True when the next attempt
+            # would present a freshly fetched token (401/403 are final otherwise).
+            can_renew_token=lambda: False,
         )
         self._listeners: list[Callable[[NodeEvent], None]] = []
-        self._state: Literal["new", "running", "closing", "closed"] = "new"
-        self._tg: asyncio.TaskGroup | None = None
-        self._owner: asyncio.Task[Any] | None = None
+        self._stack: AsyncExitStack | None = None
+        self._group: asyncio.TaskGroup | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._runner: asyncio.Task[None] | None = None
 
@@ -200,10 +207,14 @@ class Node:
         return self._supervisor.epoch
 
     @property
+    def state(self) -> LinkState:
+        """Where the connection stands (see :mod:`famefabric.node.state`)."""
+        return self._machine.state
+
+    @property
     def is_attached(self) -> bool:
         """Tell whether the node has a live, attached connection now."""
-        link = self._supervisor.link
-        return link is not None and not link.is_lost
+        return self._machine.is_attached
 
     @property
     def pending_calls(self) -> int:
@@ -228,25 +239,37 @@ class Node:
         """Connect and attach.
 
         Raises:
+            AttachRefused: the sentinel refused this node (``status`` is the
+                HTTP status of a refused handshake, e.g. 401 or 403).
             ConnectionClosed: the sentinel could not be reached or refused the
-                attach after ``max_initial_attempts`` attempts; names the URL.
+                attach after ``max_initial_attempts`` attempts, or the node was
+                closed meanwhile; names the URL.
         """
-        if self._state != "new":
+        if self._machine.state is not LinkState.NEW:
             raise FabricError(f"node {self.system_id} was already started; create a new Node")
-        self._state = "running"
-        self._tg = asyncio.TaskGroup()
-        await self._tg.__aenter__()
-        self._owner = asyncio.current_task()
+        self._machine.fire(LinkEvent.START)
+        stack = AsyncExitStack()
+        self._group = await stack.enter_async_context(asyncio.TaskGroup())
+        self._stack = stack
         try:
-            link = await self._supervisor.first_attach()
-        except BaseException:
-            self._state = "closed"
-            tg, self._tg = self._tg, None
-            await tg.__aexit__(None, None, None)
+            await start(self._group, self._run_supervisor)
+        except BaseException as exc:
+            closed_meanwhile = self._machine.is_closed
+            if self._machine.allows(LinkEvent.FAILED):
+                self._machine.fire(LinkEvent.FAILED)
+            await self._leave_group(type(exc), exc, exc.__traceback__)
+            task = asyncio.current_task()
+            if closed_meanwhile and isinstance(exc, asyncio.CancelledError):
+                if task is None or not task.cancelling():
+                    raise ConnectionClosed(
+                        f"node {self.system_id} was closed while attaching", code=1000
+                    ) from None
             raise
-        self._supervisor.install(link)
-        self._runner = self._tg.create_task(self._supervisor.run(link))
         return self
+
+    async def _run_supervisor(self, task_status: TaskStatus[Any]) -> None:
+        self._runner = asyncio.current_task()
+        await self._supervisor.run(task_status)
 
     async def __aexit__(
         self,
@@ -255,16 +278,24 @@ class Node:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
-        tg = self._tg
-        if tg is not None and asyncio.current_task() is self._owner:
-            self._tg = None
-            # Every task has finished by now. Hand the group only a cancellation,
-            # so that an exception from the body propagates as itself rather
-            # than wrapped in an ExceptionGroup.
-            if exc_type is not None and issubclass(exc_type, asyncio.CancelledError):
-                await tg.__aexit__(exc_type, exc, tb)
-            else:
-                await tg.__aexit__(None, None, None)
+        await self._leave_group(exc_type, exc, tb)
+
+    async def _leave_group(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        stack, self._stack, self._group = self._stack, None, None
+        if stack is None:
+            return
+        # Every task has finished by now. Hand the group only a cancellation,
+        # so that an exception from the body propagates as itself rather than
+        # wrapped in an ExceptionGroup.
+        if exc_type is not None and issubclass(exc_type, asyncio.CancelledError):
+            await stack.__aexit__(exc_type, exc, tb)
+        else:
+            await stack.aclose()
 
     async def close(self) -> None:
         """Close the connection (code 1000) and stop every task; idempotent.
@@ -272,10 +303,11 @@ class Node:
         Calls still waiting fail with :class:`ConnectionClosed`; handlers
         still running are cancelled.
         """
-        if self._state != "running":
-            self._state = "closed" if self._state == "new" else self._state
-            return
-        self._state = "closing"
+        machine = self._machine
+        if not machine.allows(LinkEvent.CLOSE):
+            return  # closing or closed already
+        if machine.fire(LinkEvent.CLOSE) is LinkState.CLOSED:
+            return  # never started
         closed = ConnectionClosed(f"node {self.system_id} closed", code=1000)
         if self._runner is not None:
             self._runner.cancel()
@@ -294,7 +326,7 @@ class Node:
             _, stuck = await asyncio.wait(tasks, timeout=HANDLER_SHUTDOWN_TIMEOUT)
             if stuck:
                 log.warning("node %s: %d tasks ignored cancellation", self.system_id, len(stuck))
-        self._state = "closed"
+        machine.fire(LinkEvent.CLOSED)
         log.info("node %s closed", self.system_id)
         self._emit(NodeEvent("disconnected", "node closed"))
 
@@ -304,10 +336,10 @@ class Node:
         Raises:
             ConnectionClosed: the node is not running.
         """
-        if self._tg is None or self._state != "running":
+        if self._group is None or not self._machine.is_running:
             coro.close()
             raise ConnectionClosed(f"cannot start a task: node {self.system_id} is not running")
-        task = self._tg.create_task(coro)
+        task = self._group.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
@@ -335,10 +367,11 @@ class Node:
             ConnectionClosed: the node is closed, disconnected for good, or
                 its backlog is full; or the link dropped during the send.
         """
-        if self._state != "running":
+        machine = self._machine
+        if not machine.is_running:
             why = (
                 "not started (enter 'async with Node(...)' first)"
-                if self._state == "new"
+                if machine.state is LinkState.NEW
                 else "closed"
             )
             raise ConnectionClosed(f"cannot send data frame: node {self.system_id} is {why}")
@@ -347,7 +380,7 @@ class Node:
             self._deliver_locally(wire_obj, call)
             return
         link = self._supervisor.link
-        if link is not None and link.ready:
+        if link is not None and machine.is_ready:
             try:
                 await self._outbox.transmit(link, wire_obj, call)
             except ConnectionClosed as exc:
@@ -388,7 +421,7 @@ class Node:
             log.exception("node %s: sending %s failed", self.system_id, wire_obj["frame"]["type"])
 
     def _send_notice(self, call: PendingCall, notice: dict[str, Any]) -> None:
-        if self._state != "running":
+        if not self._machine.is_running:
             return
         link = self._supervisor.link
         if call.generation is not None and (link is None or link.generation != call.generation):
@@ -533,7 +566,7 @@ class Node:
         try:
             await self._binder.bind(link, binding)
         except ConnectionClosed:
-            if self._reconnect and self._state == "running":
+            if self._reconnect and self._machine.is_running:
                 return  # remembered; the restore after the re-attach binds it
             self._forget(binding)
             raise
@@ -563,24 +596,11 @@ class Node:
             return  # the sentinel forgets the binding with the connection, or re-binds nothing
 
 
-def _check_options(
-    admission_url: str,
-    *,
-    default_connect: bool,
-    system_id: str | None,
-    seconds: dict[str, float],
-    counts: dict[str, int],
-) -> None:
+def _check_target(admission_url: str, *, default_connect: bool, system_id: str | None) -> None:
     if default_connect and not admission_url.startswith(("ws://", "wss://")):
         raise ConfigurationError(
             f"admission_url={admission_url!r} is not a WebSocket URL: expected ws://HOST:PORT/..."
         )
-    for name, value in seconds.items():
-        if not value > 0:
-            raise ConfigurationError(f"{name}={value!r} must be a positive number of seconds")
-    for name, count in counts.items():
-        if count < 0:
-            raise ConfigurationError(f"{name}={count!r} must not be negative")
     if system_id is not None and not _SYSTEM_ID.fullmatch(system_id):
         raise ConfigurationError(
             f"system_id={system_id!r} is not a valid path segment: use letters, digits, '.', '_', '-'"
