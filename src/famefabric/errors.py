@@ -31,10 +31,13 @@ Where users import them from elsewhere (``famefabric.node.AttachRefused``,
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 JSONValue = Any
 """A value that JSON can carry; spelled once so signatures say what they mean."""
+
+_ERROR_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 class FabricError(Exception):
@@ -150,16 +153,24 @@ class RemoteError(FabricError):
         code: the JSON-RPC error code.
         message: the error message sent by the agent.
         data: the optional ``data`` member of the error.
+        error_id: the id under which the agent logged an unexpected failure
+            (``data.error_id``), to quote when reporting it; else ``None``.
     """
 
     def __init__(self, code: int, message: str, data: JSONValue = None) -> None:
         # Only a short text ``data`` adds to the message; structured data stays in ``data``.
         extra = isinstance(data, str) and data != message and "\n" not in data and len(data) < 300
         text = f"{message}: {data}" if extra else message
+        error_id = data.get("error_id") if isinstance(data, dict) else None
+        if not isinstance(error_id, str) or not _ERROR_ID.fullmatch(error_id):
+            error_id = None  # shown to users: only a short, plain token
+        if error_id is not None:
+            text = f"{text} (error id {error_id})"
         super().__init__(text)
         self.code = code
         self.message = message
         self.data = data
+        self.error_id = error_id
 
 
 class OperationError(FabricError):

@@ -17,6 +17,7 @@ from dataclasses import replace
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
+from famefabric.agent.limits import HandlerLimits
 from famefabric.agent.server import AgentServer
 from famefabric.errors import FabricError
 from famefabric.node import Node
@@ -160,15 +161,24 @@ class FameFabric:
         assert self._sentinel is not None
         return self._sentinel.connect_in_memory(url.rstrip("/").rsplit("/", 1)[-1])
 
-    async def serve(self, agent: BaseAgent, address: str) -> AgentServer:
+    async def serve(
+        self, agent: BaseAgent, address: str, *, limits: HandlerLimits | None = None
+    ) -> AgentServer:
         """Bind ``address`` and answer its requests with ``agent``.
+
+        Args:
+            agent: the agent whose operations answer.
+            address: the address to serve, e.g. ``"echo@fame.fabric"``.
+            limits: handlers run at once and requests queued; by default
+                ``FAME_AGENT_MAX_CONCURRENCY`` (64) and ``FAME_AGENT_MAX_QUEUED`` (256).
 
         Raises:
             FabricError: the address is already served here, or the bind was refused.
+            ConfigurationError: a limit's environment variable is invalid.
         """
         if address in self._servers:
             raise FabricError(f"address {address!r} is already served by this fabric")
-        server = AgentServer(agent, self.node, address)
+        server = AgentServer(agent, self.node, address, limits=limits)
         await self.node.bind(address, server.handle)
         self._servers[address] = server
         return server
