@@ -2,7 +2,7 @@
 
 Layers, each importing only from those before it::
 
-    protocol -> routing -> transport -> node, sentinel -> agent (SDK) -> chat (app)
+    protocol -> routing -> transport -> node, sentinel -> agent (SDK) -> fabric -> chat (app)
 """
 
 from famefabric.agent import (
@@ -37,7 +37,7 @@ from famefabric.errors import (
     ProtocolError,
     RemoteError,
 )
-from famefabric.fabric import FameFabric, current_fabric
+from famefabric.fabric import FameFabric, aserve, current_fabric, serve
 from famefabric.sentinel import Sentinel, run_sentinel, serve_sentinel
 
 __all__ = [
@@ -66,6 +66,7 @@ __all__ = [
     "TaskStatus",
     "TaskStatusUpdateEvent",
     "TextPart",
+    "aserve",
     "current_fabric",
     "first_data_part",
     "first_text_part",
@@ -73,5 +74,6 @@ __all__ = [
     "make_task_params",
     "operation",
     "run_sentinel",
+    "serve",
     "serve_sentinel",
 ]
