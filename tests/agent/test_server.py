@@ -213,3 +213,20 @@ def test_limits_are_read_from_the_environment_and_checked() -> None:
     with pytest.raises(ConfigurationError, match="max_queued=-1 must not be negative"):
         HandlerLimits(max_concurrency=1, max_queued=-1)
     assert AgentServer  # the server takes these limits (see the tests above)
+
+
+async def test_an_argument_the_operation_does_not_take_is_named_in_data(sentinel: Sentinel) -> None:
+    async with (
+        FameFabric.create(settings=settings_for(sentinel)) as serving,
+        FameFabric.create(settings=settings_for(sentinel)) as calling,
+    ):
+        await serving.serve(Gate(), "gate@fame.fabric")
+        params = {"args": [], "kwargs": {"turn_id": "t1", "zzz": 1}}
+        with pytest.raises(RemoteError) as refused:
+            await calling.node.call("gate@fame.fabric", "whoami", params)
+        with pytest.raises(RemoteError) as missing:
+            await calling.node.call("gate@fame.fabric", "hold", {"args": [], "kwargs": {}})
+    assert refused.value.code == -32602
+    assert refused.value.message.startswith("invalid params for Gate.whoami: ")
+    assert refused.value.data == {"code": "invalid_params", "unexpected": ["turn_id", "zzz"]}
+    assert (missing.value.code, missing.value.data) == (-32602, None)

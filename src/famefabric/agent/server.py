@@ -282,12 +282,20 @@ def _operation_handler(agent: BaseAgent, spec: OperationSpec) -> Handler:
         if isinstance(p.annotation, type) and issubclass(p.annotation, BaseModel)
     }
 
+    takes_any_keyword = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+
     def slow_bind(args: list[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
         try:
             bound = spec.signature.bind(agent, *args, **kwargs)
         except TypeError as exc:
+            # ``data.unexpected`` names the keyword arguments the operation does
+            # not take, so a caller can tell "drop this optional argument" from
+            # any other refusal without reading the message.
+            unexpected = [] if takes_any_keyword else sorted(kwargs.keys() - set(names))
             raise OperationError(
-                f"invalid params for {where}: {exc}", code=jsonrpc.INVALID_PARAMS
+                f"invalid params for {where}: {exc}",
+                code=jsonrpc.INVALID_PARAMS,
+                data={"code": "invalid_params", "unexpected": unexpected} if unexpected else None,
             ) from None
         arguments = dict(bound.arguments)
         arguments.pop("self", None)

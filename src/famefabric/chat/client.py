@@ -20,7 +20,7 @@ from famefabric.errors import ConnectionClosed, FabricError, NoRoute, OperationT
 from famefabric.fabric import FameFabric
 from famefabric.node import NodeEvent
 from famefabric.protocol.ids import new_id
-from famefabric.protocol.jsonrpc import METHOD_NOT_FOUND
+from famefabric.protocol.jsonrpc import INTERNAL_ERROR, INVALID_PARAMS, METHOD_NOT_FOUND
 from famefabric.settings import FabricSettings
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ class RemoteChatSession:
         return {"turn_id": turn_id} if self._turn_ids else {}
 
     def _refuses_turn_id(self, exc: RemoteError, shown: bool) -> bool:
-        if self._turn_ids and not shown and "turn_id" in exc.message:
+        if self._turn_ids and not shown and rejects_argument(exc, "turn_id"):
             self._turn_ids = False
             return True
         return False
@@ -110,6 +110,28 @@ class RemoteChatSession:
                 if shown or delay is None or not _is_retryable(exc):
                     raise
                 await asyncio.sleep(delay)
+
+
+def rejects_argument(error: RemoteError, name: str) -> bool:
+    """Tell whether an agent refused a call because it does not take the argument ``name``.
+
+    Read from the error's code and data, never its text: our agents answer
+    ``-32602`` with ``data.unexpected`` listing the arguments they do not take
+    (older ones send no data at all); the reference answers the ``TypeError``
+    of the call as ``-32603`` with ``data`` = the exception's ``repr``.
+    """
+    data = error.data
+    if error.code == INVALID_PARAMS:
+        if data is None:
+            return True
+        unexpected = data.get("unexpected") if isinstance(data, dict) else None
+        return isinstance(unexpected, list) and name in unexpected
+    return (
+        error.code == INTERNAL_ERROR
+        and isinstance(data, str)
+        and data.startswith("TypeError(")
+        and f"'{name}'" in data
+    )
 
 
 RETRY_DELAYS = (0.5, 1.5)

@@ -174,9 +174,7 @@ class Node:
             emit=self._emit,
             spawn=self._spawn_quietly,
             machine=self._machine,
-            # The hook for token providers: return True when the next attempt
-            # would present a freshly fetched token (401/403 are final otherwise).
-            can_renew_token=lambda: False,
+            can_renew_token=self._can_renew_token,
         )
         self._listeners: list[Callable[[NodeEvent], None]] = []
         self._stack: AsyncExitStack | None = None
@@ -229,6 +227,16 @@ class Node:
             return None
         return f"{RPC_PARTICIPANT_PREFIX}{self._rpc.inbox_id}@{path}"
 
+    def _can_renew_token(self) -> bool:
+        """Tell whether the next connection attempt would present a new token.
+
+        The hook for token providers: a handshake refused with 401 or 403 is
+        retried only when this returns True (a fresh token may be accepted);
+        otherwise such a refusal ends reconnecting for good. A node without a
+        token provider has nothing new to present.
+        """
+        return False
+
     def add_listener(self, callback: Callable[[NodeEvent], None]) -> None:
         """Call ``callback`` on every :class:`NodeEvent`; it must not block."""
         self._listeners.append(callback)
@@ -254,16 +262,20 @@ class Node:
         try:
             await start(self._group, self._run_supervisor)
         except BaseException as exc:
-            closed_meanwhile = self._machine.is_closed
+            task = asyncio.current_task()
+            closed = (  # close() cancelled the attach, not our caller
+                self._machine.is_closed
+                and isinstance(exc, asyncio.CancelledError)
+                and (task is None or not task.cancelling())
+            )
             if self._machine.allows(LinkEvent.FAILED):
                 self._machine.fire(LinkEvent.FAILED)
+            if closed:
+                await self._leave_group(None, None, None)
+                raise ConnectionClosed(
+                    f"node {self.system_id} was closed while attaching", code=1000
+                ) from None
             await self._leave_group(type(exc), exc, exc.__traceback__)
-            task = asyncio.current_task()
-            if closed_meanwhile and isinstance(exc, asyncio.CancelledError):
-                if task is None or not task.cancelling():
-                    raise ConnectionClosed(
-                        f"node {self.system_id} was closed while attaching", code=1000
-                    ) from None
             raise
         return self
 

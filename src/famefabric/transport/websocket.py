@@ -38,7 +38,7 @@ def refusal_reason(status: int, body: bytes | bytearray | None) -> str:
     """
     text = (body or b"")[: 4 * MAX_REASON_CHARS].decode("utf-8", "replace")
     line = next((part.strip() for part in text.splitlines() if part.strip()), "")
-    line = "".join(char if char.isprintable() else " " for char in line)
+    line = "".join(char if char.isprintable() else " " for char in line).strip()
     if len(line) > MAX_REASON_CHARS:
         line = line[: MAX_REASON_CHARS - 1] + "…"
     if line:
