@@ -43,9 +43,7 @@ def optional_positive_seconds(name: str, value: float | None) -> float | None:
         or not math.isfinite(value)
         or not value > 0
     ):
-        raise ConfigurationError(
-            f"{name}={value!r} must be a positive number of seconds, or None for no limit"
-        )
+        raise ConfigurationError(f"{name}={value!r} must be a positive number of seconds, or unset")
     return float(value)
 
 
