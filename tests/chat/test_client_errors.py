@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from famefabric.chat.client import rejects_argument
+from famefabric.chat.client import may_reject_argument
 from famefabric.errors import RemoteError
 
 
@@ -18,19 +18,17 @@ from famefabric.errors import RemoteError
         (RemoteError(-32602, "invalid params for ChatAgent.run_turn: ..."), True),
         # The chat agent's own refusals carry a code in data: not about the argument.
         (RemoteError(-32602, "turn_id is mentioned here", {"code": "message_too_long"}), False),
-        # The reference: the call's TypeError as -32603 with its repr in data.
-        (
-            RemoteError(
-                -32603,
-                "run_turn() got an unexpected keyword argument 'turn_id'",
-                "TypeError(\"run_turn() got an unexpected keyword argument 'turn_id'\")",
-            ),
-            True,
-        ),
-        # Any other failure, even one whose message says turn_id.
-        (RemoteError(-32603, "turn_id store is down", "RuntimeError('turn_id')"), False),
+        # The reference: any exception of the call, a TypeError included, as
+        # -32603 with no data. Ours always send data with -32603.
+        (RemoteError(-32603, "stream_turn() got an unexpected keyword argument 'x'"), True),
+        (RemoteError(-32603, "turn_id store is down", {"error_id": "e1"}), False),
+        (RemoteError(-32603, "turn_id", {"code": "llm_auth"}), False),
+        # Any other code, whatever the message says.
         (RemoteError(-32000, "turn_id rejected"), False),
+        (RemoteError(-32601, "Method not found", "turn_id"), False),
     ],
 )
-def test_an_argument_refusal_is_read_from_code_and_data(error: RemoteError, refused: bool) -> None:
-    assert rejects_argument(error, "turn_id") is refused
+def test_a_possible_argument_refusal_is_read_from_code_and_data(
+    error: RemoteError, refused: bool
+) -> None:
+    assert may_reject_argument(error, "turn_id") is refused

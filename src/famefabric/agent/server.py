@@ -213,9 +213,10 @@ class AgentServer:
         except LocalProtocolError as exc:
             log.warning("reply to %s %s cannot be sent: %s", request.method, request.id, exc)
             message = f"result of {request.method} too large to send: {exc}"
-            await self._node.reply(
-                envelope, jsonrpc.make_error(request.id, jsonrpc.INTERNAL_ERROR, message)
+            error = jsonrpc.make_error(
+                request.id, jsonrpc.INTERNAL_ERROR, message, {"code": "result_too_large"}
             )
+            await self._node.reply(envelope, error)
 
     def _error_payload(self, request: jsonrpc.Request, exc: Exception) -> dict[str, Any]:
         error_id = new_id()

@@ -46,8 +46,8 @@ class RemoteChatSession:
 
     Each turn carries a fresh turn id, so a retried turn is answered from
     the store instead of asking the model twice. Agents that take no turn id
-    (the reference chat example) are detected on the first refusal and then
-    called without one.
+    (the reference chat example) are detected by the code and data of their
+    first refusal (:func:`may_reject_argument`) and then called without one.
     """
 
     def __init__(self, agent: RemoteAgent, conversation_id: str, *, timeout: float) -> None:
@@ -55,12 +55,18 @@ class RemoteChatSession:
         self.conversation_id = conversation_id
         self._timeout = timeout
         self._turn_ids = True
+        self._takes_turn_ids = False  # known once a turn with a turn id succeeded
 
     def _extra(self, turn_id: str) -> dict[str, str]:
         return {"turn_id": turn_id} if self._turn_ids else {}
 
     def _refuses_turn_id(self, exc: RemoteError, shown: bool) -> bool:
-        if self._turn_ids and not shown and rejects_argument(exc, "turn_id"):
+        if (
+            self._turn_ids
+            and not self._takes_turn_ids
+            and not shown
+            and may_reject_argument(exc, "turn_id")
+        ):
             self._turn_ids = False
             return True
         return False
@@ -77,6 +83,7 @@ class RemoteChatSession:
                 reply = await self._agent.run_turn(
                     self.conversation_id, question, _timeout=self._timeout, **self._extra(turn_id)
                 )
+                self._takes_turn_ids = self._turn_ids
                 return str(reply)
             except RemoteError as exc:
                 if not self._refuses_turn_id(exc, shown=False):
@@ -97,6 +104,7 @@ class RemoteChatSession:
                     self.conversation_id, question, _timeout=self._timeout, **self._extra(turn_id)
                 ):
                     shown = True
+                    self._takes_turn_ids = self._turn_ids
                     yield str(piece)
                 return
             except RemoteError as exc:
@@ -112,13 +120,16 @@ class RemoteChatSession:
                 await asyncio.sleep(delay)
 
 
-def rejects_argument(error: RemoteError, name: str) -> bool:
-    """Tell whether an agent refused a call because it does not take the argument ``name``.
+def may_reject_argument(error: RemoteError, name: str) -> bool:
+    """Tell whether an agent may have refused a call for the argument ``name``.
 
-    Read from the error's code and data, never its text: our agents answer
+    Read from the error's code and data, never its text. Our agents answer
     ``-32602`` with ``data.unexpected`` listing the arguments they do not take
-    (older ones send no data at all); the reference answers the ``TypeError``
-    of the call as ``-32603`` with ``data`` = the exception's ``repr``.
+    (older ones send no data). The reference answers any exception of an
+    operation, the ``TypeError`` of an unexpected argument included, as
+    ``-32603`` with no data, while ours always send data with ``-32603``: so
+    that answer may be a refusal, and the caller tries once without the
+    argument (a real failure then fails again).
     """
     data = error.data
     if error.code == INVALID_PARAMS:
@@ -126,12 +137,7 @@ def rejects_argument(error: RemoteError, name: str) -> bool:
             return True
         unexpected = data.get("unexpected") if isinstance(data, dict) else None
         return isinstance(unexpected, list) and name in unexpected
-    return (
-        error.code == INTERNAL_ERROR
-        and isinstance(data, str)
-        and data.startswith("TypeError(")
-        and f"'{name}'" in data
-    )
+    return error.code == INTERNAL_ERROR and data is None
 
 
 RETRY_DELAYS = (0.5, 1.5)
