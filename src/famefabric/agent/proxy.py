@@ -13,7 +13,7 @@ installs with :func:`set_default_connection` (this module never imports it).
 from __future__ import annotations
 
 import contextvars
-from collections.abc import AsyncGenerator, AsyncIterator, Generator
+from collections.abc import AsyncGenerator, Generator
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -82,7 +82,8 @@ class RemoteCall:
             self._proxy.address, self._method, self._params, timeout=self._timeout
         ).__await__()
 
-    def __aiter__(self) -> AsyncIterator[JSONValue]:
+    def __aiter__(self) -> AsyncGenerator[JSONValue, None]:
+        """Start the streaming call; close the iterator (``aclosing``) to stop it early."""
         node = self._proxy._node()
         return node.stream(
             self._proxy.address, self._method, self._params, idle_timeout=self._timeout
@@ -206,11 +207,12 @@ class RemoteAgent:
         params = params or a2a.make_task_params(id=id or new_id(), payload=payload)
         node = self._node()
         try:
-            async for event in node.stream(self.address, "tasks/sendSubscribe", params.to_wire()):
-                if isinstance(event, dict) and "artifact" in event:
-                    yield a2a.TaskArtifactUpdateEvent.model_validate(event)
-                else:
-                    yield a2a.TaskStatusUpdateEvent.model_validate(event)
+            async with node.stream(self.address, "tasks/sendSubscribe", params.to_wire()) as stream:
+                async for event in stream:
+                    if isinstance(event, dict) and "artifact" in event:
+                        yield a2a.TaskArtifactUpdateEvent.model_validate(event)
+                    else:
+                        yield a2a.TaskStatusUpdateEvent.model_validate(event)
         finally:
             await node.call(self.address, "tasks/sendUnsubscribe", {"id": params.id}, timeout=5.0)
 

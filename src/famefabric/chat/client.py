@@ -10,6 +10,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import TextIO
 
@@ -100,12 +101,14 @@ class RemoteChatSession:
         for delay in (*RETRY_DELAYS, None):
             shown = False
             try:
-                async for piece in self._agent.stream_turn(
+                call = self._agent.stream_turn(
                     self.conversation_id, question, _timeout=self._timeout, **self._extra(turn_id)
-                ):
-                    shown = True
-                    self._takes_turn_ids = self._turn_ids
-                    yield str(piece)
+                )
+                async with aclosing(aiter(call)) as pieces:
+                    async for piece in pieces:
+                        shown = True
+                        self._takes_turn_ids = self._turn_ids
+                        yield str(piece)
                 return
             except RemoteError as exc:
                 if not shown and exc.code == METHOD_NOT_FOUND:

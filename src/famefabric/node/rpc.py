@@ -16,7 +16,7 @@ id as "stop" (§11.2).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from types import TracebackType
 from typing import Any
 
@@ -223,10 +223,10 @@ class Stream:
         self._deadline: float | None = None
         self._finished = False
 
-    def __aiter__(self) -> AsyncIterator[JSONValue]:
+    def __aiter__(self) -> AsyncGenerator[JSONValue, None]:
         return self._items()
 
-    async def _items(self) -> AsyncIterator[JSONValue]:
+    async def _items(self) -> AsyncGenerator[JSONValue, None]:
         try:
             while True:
                 try:
