@@ -27,6 +27,7 @@ from famefabric.agent import (
     operation,
 )
 from famefabric.errors import (
+    AttachRefused,
     ConfigurationError,
     ConnectionClosed,
     DefinitionError,
@@ -36,6 +37,7 @@ from famefabric.errors import (
     OperationTimeout,
     ProtocolError,
     RemoteError,
+    StreamOverflow,
 )
 from famefabric.fabric import FameFabric, aserve, current_fabric, serve
 from famefabric.sentinel import Sentinel, run_sentinel, serve_sentinel
@@ -43,6 +45,7 @@ from famefabric.sentinel import Sentinel, run_sentinel, serve_sentinel
 __all__ = [
     "Agent",
     "Artifact",
+    "AttachRefused",
     "BaseAgent",
     "ConfigurationError",
     "ConnectionClosed",
@@ -57,6 +60,7 @@ __all__ = [
     "ProtocolError",
     "RemoteError",
     "Sentinel",
+    "StreamOverflow",
     "Task",
     "TaskArtifactUpdateEvent",
     "TaskIdParams",
