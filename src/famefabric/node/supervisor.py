@@ -238,6 +238,9 @@ class Supervisor:
                     )
                 return
             link = next_link
+            if not self._machine.allows(LinkEvent.ATTACHED):  # closed meanwhile
+                await close_quietly(link.transport, 1000, "normal closure")
+                return
             self.install(link)
 
     def stop(self) -> Link | None:
