@@ -4,7 +4,8 @@
 serves the addresses bound to it and calls others with JSON-RPC (§8, §10).
 """
 
-from famefabric.node.backoff import AttachRefused, backoff_delays, is_retryable
+from famefabric.errors import AttachRefused
+from famefabric.node.backoff import backoff_delays, is_retryable
 from famefabric.node.dispatch import Handler
 from famefabric.node.node import Node
 from famefabric.node.rpc import Stream
