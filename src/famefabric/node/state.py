@@ -7,12 +7,12 @@
          │                      │                   ▲     │                │
          │ close                │ failed    attached│     │ lost           │ lost
          ▼                      ▼                   │     ▼                │
-       CLOSED ◄─────────── (start failed)      DISCONNECTED ◄──────────────┘
+       CLOSED ◄─────────────────┘              DISCONNECTED ◄──────────────┘
          ▲                                          │
          │ closed                                   │ give_up (no reconnect, delays
          │                                          ▼  ran out, or a final refusal)
-      CLOSING ◄────────── close (from any state  GAVE_UP
-                          after CONNECTING)
+      CLOSING ◄────────── close (from CONNECTING, RESTORING, READY,
+                          DISCONNECTED and GAVE_UP)
 
 * ``NEW``: built, not started; sends are refused ("not started").
 * ``CONNECTING``: the first attach is in progress (``async with`` waits).
