@@ -17,6 +17,7 @@ from sentinel_harness import (
     request,
 )
 
+from famefabric.protocol.ids import new_id
 from famefabric.sentinel.authorization import bind_refusal, call_refusal, stamp_caller
 from famefabric.sentinel.router import Close, Send
 from famefabric.sentinel.session import ChildSession, SessionState
@@ -205,6 +206,20 @@ def test_open_mode_removes_forged_subject_keys_and_stamps_nothing() -> None:
     caller = h.session("caller")
     h.feed(caller, request(caller, "echo@fame.fabric", meta={"subject": "root", "admin": True}))
     assert h.taken(agent)[0]["meta"] == {}
+
+
+def test_forged_subject_keys_are_removed_from_envelopes_that_are_not_requests_too() -> None:
+    h = Harness()
+    agent, caller = agent_and_caller(h)
+    notice = {
+        "id": new_id(),
+        "to": "echo@fame.fabric",
+        "meta": {"subject": "root", "admin": True, "other": 1},
+        "frame": {"type": "Data", "payload": 1},
+    }
+    h.feed(caller, notice)
+    [delivered] = h.taken(agent)
+    assert delivered["meta"] == {"other": 1}
 
 
 def test_a_second_attach_with_another_subject_is_refused_and_closed() -> None:

@@ -418,8 +418,14 @@ class ChildSession:
         out: list[Action],
         now: float,
     ) -> bool:
-        """Apply the rules on calls, replies and cancel notices; stamp the caller."""
+        """Apply the rules on calls, replies and cancel notices; stamp the caller.
+
+        Sender-provided ``meta.subject``/``meta.admin`` are removed from every
+        routed envelope; requests get the identity's stamped in their place.
+        """
         identity = self.identity
+        if "meta" in envelope:
+            authorization.stamp_caller(envelope, None)
         if frame_type == "Data":
             if authorization.is_request(frame, is_request_rtype(envelope.get("rtype"))):
                 if identity is not None:
@@ -428,7 +434,7 @@ class ChildSession:
                         log.info("node %s: refused a request: %s", self.node_id, refusal)
                         self.router.nack(envelope, FORBIDDEN, refusal, out, now)
                         return False
-                if "meta" in envelope or identity is not None:
+                if identity is not None:
                     authorization.stamp_caller(envelope, identity)
                 return True
         elif frame.get("ok") is False and frame.get("code") == CANCELLED:
