@@ -19,6 +19,7 @@ from famefabric.testing._types import (
     StreamFailAfter,
     StreamRecord,
 )
+from famefabric.testing.ports import free_port
 
 if TYPE_CHECKING:
     from famefabric.testing.openai_server import OpenAIStubServer
@@ -34,6 +35,7 @@ __all__ = [
     "Reply",
     "StreamFailAfter",
     "StreamRecord",
+    "free_port",
 ]
 
 
