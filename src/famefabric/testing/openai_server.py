@@ -3,7 +3,7 @@
 ``--port 0`` (the way tests use it) binds a free port; the first line on
 stdout is ``listening on <base URL>``, with the port the server got. It
 answers until SIGINT or SIGTERM and exits 0. The server class itself is
-:class:`famefabric.testing.OpenAIStubServer` (re-exported here).
+:class:`famefabric.testing.OpenAIStubServer` (re-exported here with its behaviours).
 """
 
 from __future__ import annotations
@@ -13,9 +13,32 @@ import signal
 import threading
 from types import FrameType
 
+from famefabric.testing._types import (
+    Behaviour,
+    Delay,
+    Echo,
+    Fail,
+    Hang,
+    RecordedRequest,
+    Reply,
+    StreamFailAfter,
+    StreamRecord,
+)
 from famefabric.testing.openai_stub import OpenAIStubServer
 
-__all__ = ["OpenAIStubServer", "main"]
+__all__ = [
+    "Behaviour",
+    "Delay",
+    "Echo",
+    "Fail",
+    "Hang",
+    "OpenAIStubServer",
+    "RecordedRequest",
+    "Reply",
+    "StreamFailAfter",
+    "StreamRecord",
+    "main",
+]
 
 
 def main(argv: list[str] | None = None) -> None:
