@@ -3,10 +3,9 @@
 Run a sentinel first (``fame sentinel``), then ``python examples/echo/agent.py``.
 """
 
-import asyncio
 from collections.abc import AsyncIterator
 
-from famefabric import BaseAgent, operation
+from famefabric import BaseAgent, operation, serve
 
 AGENT_ADDR = "echo@fame.fabric"
 
@@ -26,4 +25,4 @@ class EchoAgent(BaseAgent):
 
 
 if __name__ == "__main__":
-    asyncio.run(EchoAgent().aserve(AGENT_ADDR))
+    serve(EchoAgent(), AGENT_ADDR)

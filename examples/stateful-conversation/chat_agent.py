@@ -6,6 +6,7 @@ import os
 
 from common import AGENT_ADDR, model_name
 
+from famefabric import aserve
 from famefabric.chat import ChatAgent
 from famefabric.chat.openai_model import OpenAIChatModel
 
@@ -16,7 +17,7 @@ async def main() -> None:
         api_key=os.environ.get("OPENAI_API_KEY"),
         base_url=os.environ.get("OPENAI_BASE_URL"),
     )
-    await ChatAgent(model=model).aserve(AGENT_ADDR)
+    await aserve(ChatAgent(model=model), AGENT_ADDR)
 
 
 if __name__ == "__main__":

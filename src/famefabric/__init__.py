@@ -2,7 +2,7 @@
 
 Layers, each importing only from those before it::
 
-    protocol -> routing -> transport -> node, sentinel -> agent (SDK) -> chat (app)
+    protocol -> routing -> transport -> node, sentinel -> agent (SDK) -> fabric -> chat (app)
 """
 
 from famefabric.agent import (
@@ -27,6 +27,7 @@ from famefabric.agent import (
     operation,
 )
 from famefabric.errors import (
+    AttachRefused,
     ConfigurationError,
     ConnectionClosed,
     DefinitionError,
@@ -36,13 +37,15 @@ from famefabric.errors import (
     OperationTimeout,
     ProtocolError,
     RemoteError,
+    StreamOverflow,
 )
-from famefabric.fabric import FameFabric, current_fabric
+from famefabric.fabric import FameFabric, aserve, current_fabric, serve
 from famefabric.sentinel import Sentinel, run_sentinel, serve_sentinel
 
 __all__ = [
     "Agent",
     "Artifact",
+    "AttachRefused",
     "BaseAgent",
     "ConfigurationError",
     "ConnectionClosed",
@@ -57,6 +60,7 @@ __all__ = [
     "ProtocolError",
     "RemoteError",
     "Sentinel",
+    "StreamOverflow",
     "Task",
     "TaskArtifactUpdateEvent",
     "TaskIdParams",
@@ -66,6 +70,7 @@ __all__ = [
     "TaskStatus",
     "TaskStatusUpdateEvent",
     "TextPart",
+    "aserve",
     "current_fabric",
     "first_data_part",
     "first_text_part",
@@ -73,5 +78,6 @@ __all__ = [
     "make_task_params",
     "operation",
     "run_sentinel",
+    "serve",
     "serve_sentinel",
 ]

@@ -10,21 +10,34 @@ task's root catches them and ``KeyboardInterrupt`` / ``CancelledError`` pass.
     ├── ProtocolError                 an envelope or frame is invalid
     │   ├── LocalProtocolError        we were asked to build or send an invalid one
     │   └── RemoteProtocolError       a peer sent an invalid one
-    ├── ConfigurationError            a setting has an invalid value
+    ├── ConfigurationError            a setting has an invalid value (also a ValueError)
     ├── DefinitionError               an agent class is defined wrongly
     ├── ConnectionClosed              the link to the sentinel is gone (code, reason)
+    │   └── AttachRefused             the sentinel refused this node (status, reason)
     ├── NoRoute                       nobody serves the address (code, reason)
     ├── OperationTimeout              a call's deadline passed (also a TimeoutError)
+    ├── StreamOverflow                a stream's consumer fell too far behind
     ├── RemoteError                   the far side answered with a JSON-RPC error
-    └── OperationError                raise it in an operation to send a chosen error
+    ├── OperationError                raise it in an operation to send a chosen error
+    └── StoreError                    a conversation store refused or failed
+        ├── ConversationExists        the id is taken
+        ├── ConversationNotFound      no conversation with this id
+        ├── VersionConflict           another turn was committed meanwhile
+        └── StoreUnavailable          the store's backend is down
+
+Where users import them from elsewhere (``famefabric.node.AttachRefused``,
+``famefabric.chat.store.ConversationNotFound``…), those names are these classes.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 JSONValue = Any
 """A value that JSON can carry; spelled once so signatures say what they mean."""
+
+_ERROR_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 class FabricError(Exception):
@@ -43,8 +56,8 @@ class RemoteProtocolError(ProtocolError):
     """A peer sent something the protocol forbids."""
 
 
-class ConfigurationError(FabricError):
-    """A setting (flag or environment variable) has an invalid value."""
+class ConfigurationError(FabricError, ValueError):
+    """A setting (flag, environment variable or argument) has an invalid value."""
 
 
 class DefinitionError(FabricError):
@@ -63,6 +76,26 @@ class ConnectionClosed(FabricError):
         super().__init__(message)
         self.code = code
         self.reason = reason
+
+
+class AttachRefused(ConnectionClosed):
+    """The sentinel refused this node.
+
+    Either the WebSocket handshake was answered with an HTTP error status
+    (``status`` is set: 401 no or bad token, 403 not allowed, 503 full…), or
+    the sentinel answered ``NodeAttachAck`` with ``ok: false`` (``status`` is
+    ``None``, PROTOCOL.md §4.2).
+
+    Attributes:
+        status: the HTTP status of the refused handshake, if it was one.
+        reason: the server's one-line explanation (or the HTTP reason phrase).
+    """
+
+    def __init__(
+        self, message: str, *, status: int | None = None, reason: str = "", code: int | None = None
+    ) -> None:
+        super().__init__(message, code=code, reason=reason)
+        self.status = status
 
 
 class NoRoute(FabricError):
@@ -93,6 +126,26 @@ class OperationTimeout(FabricError, TimeoutError):
     """A call did not complete before its deadline."""
 
 
+class StreamOverflow(FabricError):
+    """A stream's consumer fell behind: more items arrived than the stream buffers.
+
+    The agent is told to stop; read items faster or ask for fewer.
+
+    Attributes:
+        address: the agent's address.
+        method: the streaming method.
+        limit: how many unread items the stream holds.
+    """
+
+    def __init__(self, address: str, method: str, limit: int) -> None:
+        super().__init__(
+            f"stream from {address!r} ({method}) overflowed: the consumer fell {limit} items behind"
+        )
+        self.address = address
+        self.method = method
+        self.limit = limit
+
+
 class RemoteError(FabricError):
     """The called agent answered with a JSON-RPC error.
 
@@ -100,16 +153,24 @@ class RemoteError(FabricError):
         code: the JSON-RPC error code.
         message: the error message sent by the agent.
         data: the optional ``data`` member of the error.
+        error_id: the id under which the agent logged an unexpected failure
+            (``data.error_id``), to quote when reporting it; else ``None``.
     """
 
     def __init__(self, code: int, message: str, data: JSONValue = None) -> None:
         # Only a short text ``data`` adds to the message; structured data stays in ``data``.
         extra = isinstance(data, str) and data != message and "\n" not in data and len(data) < 300
         text = f"{message}: {data}" if extra else message
+        error_id = data.get("error_id") if isinstance(data, dict) else None
+        if not isinstance(error_id, str) or not _ERROR_ID.fullmatch(error_id):
+            error_id = None  # shown to users: only a short, plain token
+        if error_id is not None:
+            text = f"{text} (error id {error_id})"
         super().__init__(text)
         self.code = code
         self.message = message
         self.data = data
+        self.error_id = error_id
 
 
 class OperationError(FabricError):
@@ -129,3 +190,72 @@ class OperationError(FabricError):
         self.message = message
         self.code = code
         self.data = data
+
+
+class StoreError(FabricError):
+    """A conversation store refused an operation or could not perform it."""
+
+
+class ConversationExists(StoreError):
+    """A conversation with this id is already stored.
+
+    Attributes:
+        conversation_id: the id that is taken.
+    """
+
+    def __init__(self, conversation_id: str) -> None:
+        super().__init__(
+            f"conversation {conversation_id!r} already exists; load it or choose another id"
+        )
+        self.conversation_id = conversation_id
+
+
+class ConversationNotFound(StoreError):
+    """No conversation with this id is stored (never created, deleted or expired).
+
+    Attributes:
+        conversation_id: the id that was looked up.
+    """
+
+    def __init__(self, conversation_id: str) -> None:
+        super().__init__(
+            f"conversation {conversation_id!r} does not exist (never created, deleted "
+            "or expired after being idle); create it first"
+        )
+        self.conversation_id = conversation_id
+
+
+class VersionConflict(StoreError):
+    """A turn was committed against a version that another turn already replaced.
+
+    Attributes:
+        conversation_id: the conversation concerned.
+        expected_version: the version the caller based its turn on.
+        actual_version: the version found in the store.
+    """
+
+    def __init__(self, conversation_id: str, expected_version: int, actual_version: int) -> None:
+        super().__init__(
+            f"conversation {conversation_id!r} is at version {actual_version}, not "
+            f"{expected_version}: another turn was committed meanwhile; reload it and retry"
+        )
+        self.conversation_id = conversation_id
+        self.expected_version = expected_version
+        self.actual_version = actual_version
+
+
+class StoreUnavailable(StoreError):
+    """The store's backend is down or unreachable.
+
+    Attributes:
+        url: where the store lives, without credentials.
+        reason: what the backend or the operating system reported.
+    """
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(
+            f"conversation store {url} is unavailable ({reason}); "
+            "turns will work again when it is back"
+        )
+        self.url = url
+        self.reason = reason

@@ -1,22 +1,35 @@
-"""``FameFabric``: the process's attachment to the fabric.
+"""``FameFabric``: the process's attachment to the fabric, and serving agents on it.
 
 ``async with FameFabric.create() as fabric:`` attaches one node to the
 sentinel at ``FAME_DIRECT_ADMISSION_URL`` and makes it the current fabric,
-which proxies (``Agent.remote_by_address``) and ``agent.aserve`` use.
-``FameFabric.create(in_process=True)`` runs a sentinel inside the process
-instead and attaches over in-memory transports: agents and clients of one
-program can then talk with no sentinel process and no sockets.
+which proxies built without a fabric (``Agent.remote_by_address``) and
+:func:`aserve` use. ``FameFabric.create(in_process=True)`` runs a sentinel
+inside the process instead and attaches over in-memory transports: agents and
+clients of one program can then talk with no sentinel process and no sockets.
+
+This is where the parts are composed: the agent SDK knows nothing of this
+module; it only reads the default connection installed here.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import logging
+import signal
 from contextlib import AsyncExitStack
 from dataclasses import replace
 from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import Self
 
+from famefabric.agent.base import BaseAgent
+from famefabric.agent.limits import HandlerLimits
+from famefabric.agent.proxy import (
+    Connection,
+    default_connection,
+    reset_default_connection,
+    set_default_connection,
+)
 from famefabric.agent.server import AgentServer
 from famefabric.errors import FabricError
 from famefabric.node import Node
@@ -24,21 +37,15 @@ from famefabric.sentinel import Sentinel
 from famefabric.settings import FabricSettings, check_ws_url
 from famefabric.transport import Transport
 
-if TYPE_CHECKING:
-    from famefabric.agent.base import BaseAgent
-
 log = logging.getLogger(__name__)
-
-_current: contextvars.ContextVar[FameFabric | None] = contextvars.ContextVar(
-    "famefabric_current", default=None
-)
 
 IN_PROCESS_URL = "memory://in-process/fame/v1/attach/ws/downstream"
 
 
 def current_fabric() -> FameFabric | None:
     """Return the fabric of the innermost ``async with FameFabric.create()``, if any."""
-    return _current.get()
+    connection = default_connection()
+    return connection if isinstance(connection, FameFabric) else None
 
 
 class FameFabric:
@@ -63,7 +70,7 @@ class FameFabric:
         self._node: Node | None = None
         self._sentinel: Sentinel | None = None
         self._servers: dict[str, AgentServer] = {}
-        self._token: contextvars.Token[FameFabric | None] | None = None
+        self._token: contextvars.Token[Connection | None] | None = None
 
     @classmethod
     def create(
@@ -138,7 +145,7 @@ class FameFabric:
         except BaseException:
             await self._stack.aclose()
             raise
-        self._token = _current.set(self)
+        self._token = set_default_connection(self)
         return self
 
     async def __aexit__(
@@ -149,9 +156,9 @@ class FameFabric:
     ) -> None:
         if self._token is not None:
             try:
-                _current.reset(self._token)
+                reset_default_connection(self._token)
             except ValueError:
-                _current.set(None)  # exited from another context
+                set_default_connection(None)  # exited from another context
             self._token = None
         await self._stack.aclose()
         self._node = None
@@ -160,15 +167,24 @@ class FameFabric:
         assert self._sentinel is not None
         return self._sentinel.connect_in_memory(url.rstrip("/").rsplit("/", 1)[-1])
 
-    async def serve(self, agent: BaseAgent, address: str) -> AgentServer:
+    async def serve(
+        self, agent: BaseAgent, address: str, *, limits: HandlerLimits | None = None
+    ) -> AgentServer:
         """Bind ``address`` and answer its requests with ``agent``.
+
+        Args:
+            agent: the agent whose operations answer.
+            address: the address to serve, e.g. ``"echo@fame.fabric"``.
+            limits: handlers run at once and requests queued; by default
+                ``FAME_AGENT_MAX_CONCURRENCY`` (64) and ``FAME_AGENT_MAX_QUEUED`` (256).
 
         Raises:
             FabricError: the address is already served here, or the bind was refused.
+            ConfigurationError: a limit's environment variable is invalid.
         """
         if address in self._servers:
             raise FabricError(f"address {address!r} is already served by this fabric")
-        server = AgentServer(agent, self.node, address)
+        server = AgentServer(agent, self.node, address, limits=limits)
         await self.node.bind(address, server.handle)
         self._servers[address] = server
         return server
@@ -177,3 +193,53 @@ class FameFabric:
     def addresses(self) -> tuple[str, ...]:
         """The addresses this fabric serves."""
         return tuple(self._servers)
+
+
+async def aserve(
+    agent: BaseAgent,
+    address: str,
+    *,
+    fabric: FameFabric | None = None,
+    stop: asyncio.Event | None = None,
+    limits: HandlerLimits | None = None,
+) -> None:
+    """Serve ``agent`` at ``address`` until cancelled, ``stop`` is set, or SIGINT/SIGTERM.
+
+    Args:
+        agent: the agent whose operations answer.
+        address: the logical address to serve, e.g. ``"echo@fame.fabric"``.
+        fabric: the fabric to serve on; by default the current one, or a new
+            one configured from the environment.
+        stop: an event that ends serving when set.
+        limits: handlers run at once and requests queued (see :meth:`FameFabric.serve`).
+    """
+    fabric = fabric or current_fabric()
+    if fabric is None:
+        async with FameFabric.create() as created:
+            await aserve(agent, address, fabric=created, stop=stop, limits=limits)
+        return
+    await fabric.serve(agent, address, limits=limits)
+    log.info("%s serving %s", agent.name, address)
+    await _wait_for_stop(stop)
+
+
+def serve(agent: BaseAgent, address: str) -> None:
+    """Attach, serve ``agent`` at ``address`` until SIGINT/SIGTERM: ``asyncio.run(aserve(...))``."""
+    asyncio.run(aserve(agent, address))
+
+
+async def _wait_for_stop(stop: asyncio.Event | None) -> None:
+    loop = asyncio.get_running_loop()
+    event = stop or asyncio.Event()
+    installed: list[signal.Signals] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, event.set)
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError, ValueError):
+            pass  # not the main thread, or no signal support
+    try:
+        await event.wait()
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)

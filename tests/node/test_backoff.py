@@ -7,11 +7,12 @@ from itertools import islice
 import pytest
 
 from famefabric.errors import (
+    AttachRefused,
     ConnectionClosed,
     LocalProtocolError,
     OperationTimeout,
 )
-from famefabric.node.backoff import AttachRefused, backoff_delays, http_status, is_retryable
+from famefabric.node.backoff import backoff_delays, is_retryable
 
 
 def test_delays_double_from_one_second_up_to_the_cap_plus_jitter() -> None:
@@ -42,8 +43,8 @@ def test_custom_initial_delay_and_cap() -> None:
     assert list(islice(delays, 5)) == [0.1, 0.2, 0.4, 0.4, 0.4]
 
 
-def refused(status: int) -> ConnectionClosed:
-    return ConnectionClosed(f"server refused with HTTP {status}", reason=f"HTTP {status}")
+def refused(status: int) -> AttachRefused:
+    return AttachRefused(f"server refused with HTTP {status}", status=status, reason="no")
 
 
 @pytest.mark.parametrize(
@@ -52,8 +53,10 @@ def refused(status: int) -> ConnectionClosed:
         (ConnectionClosed("cannot connect: connection refused"), True, True),
         (ConnectionClosed("closed", code=1000, reason="normal closure"), True, True),
         (ConnectionClosed("no NodeAttachAck within 10 s"), True, True),
-        (refused(403), False, True),
+        (refused(401), False, False),
+        (refused(403), False, False),
         (refused(400), False, True),
+        (refused(503), True, True),
         (refused(404), True, True),
         (refused(429), True, True),
         (refused(502), True, True),
@@ -70,7 +73,18 @@ def test_retry_classifier(error: BaseException, first_connect: bool, after_attac
     assert is_retryable(error, has_attached=True) is after_attach
 
 
-def test_http_status_is_read_from_the_reason() -> None:
-    assert http_status(refused(403)) == 403
-    assert http_status(ConnectionClosed("x", reason="normal closure")) is None
-    assert http_status(ValueError("HTTP 403")) is None
+def test_a_credential_refusal_is_final_unless_a_new_token_can_be_fetched() -> None:
+    for status in (401, 403):
+        for has_attached in (False, True):
+            assert not is_retryable(refused(status), has_attached=has_attached)
+            assert is_retryable(refused(status), has_attached=has_attached, can_renew_token=True)
+    # Other refusals do not depend on the token.
+    assert not is_retryable(refused(400), has_attached=False, can_renew_token=True)
+
+
+def test_old_import_path_still_names_the_same_class() -> None:
+    from famefabric.node import AttachRefused as from_node
+    from famefabric.node.backoff import AttachRefused as from_backoff
+
+    assert from_node is from_backoff is AttachRefused
+    assert issubclass(AttachRefused, ConnectionClosed)

@@ -12,7 +12,7 @@ from fake_sentinel import WAIT, FakeSentinel
 
 from famefabric.envelope_log import EnvelopePrinter
 from famefabric.errors import ConfigurationError, ConnectionClosed, LocalProtocolError
-from famefabric.node import AttachRefused, Node, NodeEvent
+from famefabric.node import AttachRefused, LinkState, Node, NodeEvent
 from famefabric.protocol.frames import Data, Envelope
 from famefabric.protocol.ids import source_id
 
@@ -93,11 +93,106 @@ async def test_initial_attempts_retry_with_backoff_then_give_up(sentinel: FakeSe
 
 
 async def test_http_403_at_first_connect_is_not_retried(sentinel: FakeSentinel) -> None:
-    sentinel.refuse = ConnectionClosed("refused with HTTP 403", reason="HTTP 403")
+    sentinel.refuse = AttachRefused("refused with HTTP 403", status=403, reason="Forbidden")
     node = make_node(sentinel, max_initial_attempts=0, backoff=lambda: iter([0.0] * 9))
     with pytest.raises(ConnectionClosed, match="HTTP 403"):
         await node.__aenter__()
     assert len(sentinel.urls) == 1
+
+
+async def test_a_401_refusal_is_final_and_keeps_its_status_and_reason(
+    sentinel: FakeSentinel,
+) -> None:
+    sentinel.refuse = AttachRefused("refused with HTTP 401", status=401, reason="token expired")
+    node = make_node(sentinel, max_initial_attempts=0, backoff=lambda: iter([0.0] * 9))
+    with pytest.raises(AttachRefused) as caught:
+        await node.__aenter__()
+    assert (caught.value.status, caught.value.reason) == (401, "token expired")
+    assert len(sentinel.urls) == 1
+    assert node.state is LinkState.CLOSED
+
+
+async def test_a_401_on_reconnect_stops_reconnecting(sentinel: FakeSentinel) -> None:
+    node = make_node(sentinel, backoff=lambda: iter([0.0] * 100))
+    events = Events(node)
+    async with node:
+        assert node.state is LinkState.READY
+        sentinel.refuse = AttachRefused(
+            "refused with HTTP 401: bad token", status=401, reason="bad token"
+        )
+        await sentinel.current.close()
+        await events.wait("disconnected")
+        gave_up = await events.wait("disconnected")
+        assert gave_up.detail.startswith("gave up reconnecting: ")
+        assert "bad token" in gave_up.detail
+        assert node.state is LinkState.GAVE_UP
+        with pytest.raises(ConnectionClosed, match="connection to sentinel is lost"):
+            await node.send(Envelope(to="x@fame.fabric", frame=Data(payload=1)))
+    assert len(sentinel.urls) == 2  # the first attach and one refused attempt
+    assert node.state is LinkState.CLOSED
+
+
+class RenewingNode(Node):
+    """A node whose token provider could fetch a new token."""
+
+    def _can_renew_token(self) -> bool:
+        return True
+
+
+async def test_a_401_is_retried_when_a_new_token_can_be_fetched(sentinel: FakeSentinel) -> None:
+    attempts = 0
+
+    def delays() -> Any:
+        nonlocal attempts
+        for _ in range(100):
+            attempts += 1
+            if attempts == 3:
+                sentinel.refuse = None  # the new token is accepted
+            yield 0.0
+
+    node = RenewingNode(admission_url=URL, connect=sentinel.connect, backoff=delays)
+    events = Events(node)
+    async with node:
+        sentinel.refuse = AttachRefused("refused with HTTP 401", status=401, reason="expired")
+        await sentinel.current.close()
+        await sentinel.nth_attach(2)
+        await events.wait("attached")
+        await events.wait("attached")
+        assert node.state is LinkState.READY
+    assert len(sentinel.urls) == 4  # first attach, two refusals, the renewed attach
+
+
+async def test_closing_while_the_first_attach_waits_fails_the_attach(
+    sentinel: FakeSentinel,
+) -> None:
+    sentinel.refuse = ConnectionRefusedError("connection refused")
+    node = make_node(sentinel, max_initial_attempts=0, backoff=lambda: iter([30.0]))
+    events = Events(node)
+    entering = asyncio.ensure_future(node.__aenter__())
+    await events.wait("reconnecting")  # sleeping before the second attempt
+    assert node.state is LinkState.CONNECTING
+    await node.close()
+    with pytest.raises(ConnectionClosed, match="was closed while attaching"):
+        await asyncio.wait_for(entering, WAIT)
+    assert node.state is LinkState.CLOSED
+
+
+async def test_states_follow_the_connection(sentinel: FakeSentinel) -> None:
+    node = make_node(sentinel, backoff=lambda: iter([0.0] * 100))
+    events = Events(node)
+    assert node.state is LinkState.NEW
+    async with node:
+        assert node.state is LinkState.READY
+        await node.bind("echo@fame.fabric", await echo_handler_for(node))
+        sentinel.ack_control = False  # the re-bind after the next attach waits
+        await sentinel.current.close()
+        await events.wait("disconnected")
+        await events.wait("attached")
+        assert node.state is LinkState.RESTORING  # re-binding: envelopes queue
+        assert node.is_attached
+        sentinel.ack_control = True
+        await sentinel.current.next("AddressBind")
+    assert node.state is LinkState.CLOSED
 
 
 async def test_initial_attempts_succeed_once_the_sentinel_answers(sentinel: FakeSentinel) -> None:
@@ -466,6 +561,7 @@ def test_package_exports_the_public_names_it_defines() -> None:
     assert sorted(package.__all__) == [
         "AttachRefused",
         "Handler",
+        "LinkState",
         "Node",
         "NodeEvent",
         "Stream",
@@ -475,4 +571,5 @@ def test_package_exports_the_public_names_it_defines() -> None:
     for name in package.__all__:
         value = getattr(package, name)
         module = getattr(value, "__module__", "")
-        assert module.startswith("famefabric.node.") or name == "Handler", name
+        # AttachRefused lives with every other exception, in famefabric.errors.
+        assert module.startswith("famefabric.node.") or name in ("Handler", "AttachRefused"), name

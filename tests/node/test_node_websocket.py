@@ -5,11 +5,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from http import HTTPStatus
 from typing import Any
 
 import pytest
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.http11 import Request, Response
 
-from famefabric.errors import ConnectionClosed, NoRoute, RemoteError
+from famefabric.errors import AttachRefused, ConnectionClosed, NoRoute, RemoteError
 from famefabric.node import Node, NodeEvent
 from famefabric.protocol.frames import Data, Envelope
 from famefabric.sentinel import Sentinel
@@ -213,3 +217,26 @@ async def test_node_over_an_in_process_sentinel(sentinel: Sentinel) -> None:
         assert await client.call("echo@fame.fabric", "echo", [1, 2]) == [1, 2]
     async with asyncio.timeout(WAIT):
         await asyncio.gather(*serving)
+
+
+async def test_a_refused_handshake_raises_attach_refused_with_status_and_body_line() -> None:
+    requests: list[str] = []
+
+    def refuse(connection: ServerConnection, request: Request) -> Response:
+        requests.append(request.path)
+        body = b"token expired: ask for a new one\x07\nsecond line is not shown\n"
+        return Response(401, HTTPStatus(401).phrase, Headers(), body)
+
+    async with serve(lambda _: asyncio.sleep(0), "127.0.0.1", 0, process_request=refuse) as server:
+        port = server.sockets[0].getsockname()[1]
+        node = Node(
+            admission_url=admission_url(port),
+            max_initial_attempts=0,  # retry forever, unless the refusal is final
+            backoff=fast_backoff,
+        )
+        with pytest.raises(AttachRefused) as caught:
+            await asyncio.wait_for(node.__aenter__(), WAIT)
+    refused = caught.value
+    assert (refused.status, refused.reason) == (401, "token expired: ask for a new one")
+    assert str(refused).endswith("with HTTP 401: token expired: ask for a new one")
+    assert len(requests) == 1  # final: not retried

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping
 from types import MappingProxyType
@@ -21,12 +20,12 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from famefabric.agent import a2a
 from famefabric.agent.operations import OperationSpec, collect_operations
+from famefabric.agent.proxy import Connection, RemoteAgent
 from famefabric.errors import JSONValue, OperationError
 from famefabric.protocol import jsonrpc
 
 if TYPE_CHECKING:
-    from famefabric.agent.proxy import RemoteAgent
-    from famefabric.fabric import FameFabric
+    from famefabric.node import Node
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +42,14 @@ class Agent:
     """
 
     @staticmethod
-    def remote_by_address(address: str, *, fabric: FameFabric | None = None) -> RemoteAgent:
-        """Return a proxy for the agent at ``address``."""
-        from famefabric.agent.proxy import RemoteAgent
+    def remote_by_address(
+        address: str, *, fabric: Connection | None = None, node: Node | None = None
+    ) -> RemoteAgent:
+        """Return a proxy for the agent at ``address``.
 
-        return RemoteAgent(address, fabric=fabric)
+        It calls through ``node``, else ``fabric``'s node, else the current fabric's.
+        """
+        return RemoteAgent(address, node=node, fabric=fabric)
 
 
 class BaseAgent(Agent):
@@ -169,54 +171,16 @@ class BaseAgent(Agent):
         """Answer ``tasks/sendUnsubscribe``: always succeeds."""
         return None
 
-    async def aserve(
-        self, address: str, *, fabric: FameFabric | None = None, stop: asyncio.Event | None = None
-    ) -> None:
-        """Attach, bind ``address`` and serve until cancelled, ``stop`` is set, or SIGINT/SIGTERM.
-
-        Args:
-            address: the logical address to serve, e.g. ``"echo@fame.fabric"``.
-            fabric: the fabric to serve on; by default the current one, or a
-                new one configured from the environment.
-            stop: an event that ends serving when set.
-        """
-        from famefabric.fabric import FameFabric, current_fabric
-
-        fabric = fabric or current_fabric()
-        if fabric is None:
-            async with FameFabric.create() as created:
-                await self.aserve(address, fabric=created, stop=stop)
-            return
-        await fabric.serve(self, address)
-        log.info("%s serving %s", self.name, address)
-        await _wait_for_stop(stop)
-
     @classmethod
-    def remote_by_address(cls, address: str, *, fabric: FameFabric | None = None) -> Self:  # type: ignore[override]
+    def remote_by_address(  # type: ignore[override]
+        cls, address: str, *, fabric: Connection | None = None, node: Node | None = None
+    ) -> Self:
         """Return a proxy for the agent at ``address``.
 
         Called on a subclass, the proxy only accepts that class's operations
         (and type checkers see its real signatures); called on ``Agent`` or
-        ``BaseAgent``, it forwards any method name.
+        ``BaseAgent``, it forwards any method name. It calls through ``node``,
+        else ``fabric``'s node, else the current fabric's.
         """
-        from famefabric.agent.proxy import RemoteAgent
-
         agent_class = None if cls is BaseAgent else cls
-        return RemoteAgent(address, fabric=fabric, agent_class=agent_class)  # type: ignore[return-value]
-
-
-async def _wait_for_stop(stop: asyncio.Event | None) -> None:
-    loop = asyncio.get_running_loop()
-    event = stop or asyncio.Event()
-    installed: list[signal.Signals] = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, event.set)
-            installed.append(sig)
-        except (NotImplementedError, RuntimeError, ValueError):
-            pass  # not the main thread, or no signal support
-    try:
-        await event.wait()
-    finally:
-        for sig in installed:
-            loop.remove_signal_handler(sig)
+        return RemoteAgent(address, node=node, fabric=fabric, agent_class=agent_class)  # type: ignore[return-value]

@@ -3,13 +3,19 @@
 ``proxy.echo("hi")`` returns a :class:`RemoteCall`: awaiting it makes a unary
 call, iterating it with ``async for`` consumes a streaming one. Arguments
 travel as ``{"args": [...], "kwargs": {...}}`` (PROTOCOL.md §10.1).
+
+A proxy calls through the node it was given, or the ``node`` of the fabric
+it was given. Given neither, it uses the ambient default: the fabric of the
+innermost ``async with FameFabric.create()``, which :mod:`famefabric.fabric`
+installs with :func:`set_default_connection` (this module never imports it).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Generator
+import contextvars
+from collections.abc import AsyncGenerator, Generator
 from contextlib import aclosing
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from famefabric.agent import a2a
 from famefabric.errors import FabricError, JSONValue, RemoteError
@@ -19,8 +25,36 @@ from famefabric.protocol.ids import new_id
 
 if TYPE_CHECKING:
     from famefabric.agent.base import BaseAgent
-    from famefabric.fabric import FameFabric
     from famefabric.node import Node
+
+
+class Connection(Protocol):
+    """Anything that has an attached node, e.g. a :class:`~famefabric.FameFabric`."""
+
+    @property
+    def node(self) -> Node:
+        """The attached node; raises when not running."""
+        ...
+
+
+_default: contextvars.ContextVar[Connection | None] = contextvars.ContextVar(
+    "famefabric_default_connection", default=None
+)
+
+
+def default_connection() -> Connection | None:
+    """Return the connection proxies use when given none (the current fabric), if any."""
+    return _default.get()
+
+
+def set_default_connection(connection: Connection | None) -> contextvars.Token[Connection | None]:
+    """Make ``connection`` the default in this context; undo with :func:`reset_default_connection`."""
+    return _default.set(connection)
+
+
+def reset_default_connection(token: contextvars.Token[Connection | None]) -> None:
+    """Restore the default that was current before :func:`set_default_connection`."""
+    _default.reset(token)
 
 
 def _to_param(value: Any) -> JSONValue:
@@ -48,7 +82,8 @@ class RemoteCall:
             self._proxy.address, self._method, self._params, timeout=self._timeout
         ).__await__()
 
-    def __aiter__(self) -> AsyncIterator[JSONValue]:
+    def __aiter__(self) -> AsyncGenerator[JSONValue, None]:
+        """Start the streaming call; close the iterator (``aclosing``) to stop it early."""
         node = self._proxy._node()
         return node.stream(
             self._proxy.address, self._method, self._params, idle_timeout=self._timeout
@@ -76,7 +111,9 @@ class RemoteAgent:
 
     Args:
         address: the agent's address.
-        fabric: the fabric to call through; by default the current one.
+        node: the node to call through.
+        fabric: the fabric (or any :class:`Connection`) whose node to call
+            through, when ``node`` is not given; by default the current fabric.
         agent_class: when known, only its operations are accepted.
     """
 
@@ -84,11 +121,13 @@ class RemoteAgent:
         self,
         address: str,
         *,
-        fabric: FameFabric | None = None,
+        node: Node | None = None,
+        fabric: Connection | None = None,
         agent_class: type[BaseAgent] | None = None,
     ) -> None:
         parse_address(address)
         self.address = address
+        self._explicit_node = node
         self._fabric = fabric
         self._agent_class = agent_class
         self._methods: dict[str, RemoteMethod] = {}
@@ -97,15 +136,15 @@ class RemoteAgent:
         return f"<RemoteAgent {self.address}>"
 
     def _node(self) -> Node:
-        from famefabric.fabric import current_fabric
-
-        fabric = self._fabric or current_fabric()
-        if fabric is None:
+        if self._explicit_node is not None:
+            return self._explicit_node
+        connection = self._fabric or _default.get()
+        if connection is None:
             raise FabricError(
-                f"cannot call {self.address}: no fabric is running; "
-                "make calls inside 'async with FameFabric.create():'"
+                f"cannot call {self.address}: no fabric is running; make calls inside "
+                "'async with FameFabric.create():' or give the proxy a fabric or node"
             )
-        return fabric.node
+        return connection.node
 
     def __getattr__(self, name: str) -> RemoteMethod:
         if name.startswith("_"):
@@ -168,11 +207,12 @@ class RemoteAgent:
         params = params or a2a.make_task_params(id=id or new_id(), payload=payload)
         node = self._node()
         try:
-            async for event in node.stream(self.address, "tasks/sendSubscribe", params.to_wire()):
-                if isinstance(event, dict) and "artifact" in event:
-                    yield a2a.TaskArtifactUpdateEvent.model_validate(event)
-                else:
-                    yield a2a.TaskStatusUpdateEvent.model_validate(event)
+            async with node.stream(self.address, "tasks/sendSubscribe", params.to_wire()) as stream:
+                async for event in stream:
+                    if isinstance(event, dict) and "artifact" in event:
+                        yield a2a.TaskArtifactUpdateEvent.model_validate(event)
+                    else:
+                        yield a2a.TaskStatusUpdateEvent.model_validate(event)
         finally:
             await node.call(self.address, "tasks/sendUnsubscribe", {"id": params.id}, timeout=5.0)
 

@@ -9,6 +9,14 @@ item and then the end marker; an error ends a stream without one (§8.3).
 A caller that gives up sends a negative ``DeliveryAck`` whose ``corrId`` is
 the request's id; the running handler is then cancelled. A request whose
 ``meta.deadline`` (unix milliseconds) has passed is not started.
+
+At most ``max_concurrency`` handlers run at once and ``max_queued`` more
+requests wait; the rest are refused at once as busy
+(:mod:`famefabric.agent.limits`). Each handler runs with the caller the
+sentinel stamped in the request's ``meta`` as :func:`~famefabric.agent.current_caller`.
+An exception an operation did not expect is answered with its text (as the
+reference does) and ``data: {"error_id": ...}``, the id under which the
+agent logged its traceback.
 """
 
 from __future__ import annotations
@@ -24,6 +32,8 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ValidationError
 
 from famefabric.agent import a2a
+from famefabric.agent.caller import caller_from_meta, reset_caller, set_caller
+from famefabric.agent.limits import HandlerLimits, HandlerSlots
 from famefabric.agent.operations import OperationSpec
 from famefabric.errors import JSONValue, LocalProtocolError, OperationError
 from famefabric.protocol import jsonrpc
@@ -55,12 +65,20 @@ class AgentServer:
         agent: the agent whose methods answer.
         node: the node the agent is attached through.
         address: the address the agent serves (for logs and errors).
+        limits: how many handlers run at once and how many requests wait;
+            by default read from ``FAME_AGENT_MAX_CONCURRENCY`` and
+            ``FAME_AGENT_MAX_QUEUED``.
     """
 
-    def __init__(self, agent: BaseAgent, node: Node, address: str) -> None:
+    def __init__(
+        self, agent: BaseAgent, node: Node, address: str, *, limits: HandlerLimits | None = None
+    ) -> None:
         self._agent = agent
         self._node = node
         self._address = address
+        self.limits = limits or HandlerLimits.from_env()
+        self._slots = HandlerSlots(self.limits)
+        self._refused = 0
         self._running: dict[str, asyncio.Task[Any]] = {}
         self._abandoned: set[str] = set()
         self._operations: dict[str, tuple[Handler, bool]] = {}
@@ -80,8 +98,13 @@ class AgentServer:
 
     @property
     def running(self) -> int:
-        """How many requests are being handled now."""
-        return len(self._running)
+        """How many handlers are running now."""
+        return self._slots.running
+
+    @property
+    def waiting(self) -> int:
+        """How many requests wait for a free handler."""
+        return self._slots.waiting
 
     async def handle(self, envelope: Envelope) -> None:
         """Handle one envelope addressed to the agent (called by the node)."""
@@ -108,15 +131,41 @@ class AgentServer:
         task = asyncio.current_task()
         assert task is not None
         self._running[request.id] = task
+        caller = set_caller(caller_from_meta(envelope.meta))
         try:
-            await self._run(envelope, request)
+            try:
+                await self._slots.acquire(self._address)
+            except OperationError as exc:
+                self._note_refusal(exc)
+                payload = jsonrpc.make_error(request.id, exc.code, exc.message, exc.data)
+                await self._send(envelope, request, payload)
+                return
+            if self._refused:
+                log.info(
+                    "%s: accepting requests again (%d refused while busy)",
+                    self._address,
+                    self._refused,
+                )
+                self._refused = 0
+            try:
+                await self._run(envelope, request)
+            finally:
+                self._slots.release()
         except asyncio.CancelledError:
             if request.id in self._abandoned and task.uncancel() == 0:
                 return  # cancelled by the caller's notice: nobody waits for an answer
             raise
         finally:
+            reset_caller(caller)
             self._running.pop(request.id, None)
             self._abandoned.discard(request.id)
+
+    def _note_refusal(self, busy: OperationError) -> None:
+        # One warning per busy spell, not one per refused request: a flood must
+        # not turn into a log flood.
+        if not self._refused:
+            log.warning("%s", busy.message)
+        self._refused += 1
 
     async def _run(self, envelope: Envelope, request: jsonrpc.Request) -> None:
         try:
@@ -164,9 +213,10 @@ class AgentServer:
         except LocalProtocolError as exc:
             log.warning("reply to %s %s cannot be sent: %s", request.method, request.id, exc)
             message = f"result of {request.method} too large to send: {exc}"
-            await self._node.reply(
-                envelope, jsonrpc.make_error(request.id, jsonrpc.INTERNAL_ERROR, message)
+            error = jsonrpc.make_error(
+                request.id, jsonrpc.INTERNAL_ERROR, message, {"code": "result_too_large"}
             )
+            await self._node.reply(envelope, error)
 
     def _error_payload(self, request: jsonrpc.Request, exc: Exception) -> dict[str, Any]:
         error_id = new_id()
@@ -184,9 +234,13 @@ class AgentServer:
             return jsonrpc.make_error(
                 request.id, jsonrpc.INTERNAL_ERROR, "Internal error", str(exc)
             )
-        # Operations answer with the exception's text (PROTOCOL.md §10.4).
+        # Operations answer with the exception's text (PROTOCOL.md §10.4); the
+        # error id lets the caller quote the failure the agent logged.
         return jsonrpc.make_error(
-            request.id, jsonrpc.INTERNAL_ERROR, str(exc) or type(exc).__name__
+            request.id,
+            jsonrpc.INTERNAL_ERROR,
+            str(exc) or type(exc).__name__,
+            {"error_id": error_id},
         )
 
     def _resolve(self, request: jsonrpc.Request) -> tuple[Handler, bool]:
@@ -229,12 +283,20 @@ def _operation_handler(agent: BaseAgent, spec: OperationSpec) -> Handler:
         if isinstance(p.annotation, type) and issubclass(p.annotation, BaseModel)
     }
 
+    takes_any_keyword = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+
     def slow_bind(args: list[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
         try:
             bound = spec.signature.bind(agent, *args, **kwargs)
         except TypeError as exc:
+            # ``data.unexpected`` names the keyword arguments the operation does
+            # not take, so a caller can tell "drop this optional argument" from
+            # any other refusal without reading the message.
+            unexpected = [] if takes_any_keyword else sorted(kwargs.keys() - set(names))
             raise OperationError(
-                f"invalid params for {where}: {exc}", code=jsonrpc.INVALID_PARAMS
+                f"invalid params for {where}: {exc}",
+                code=jsonrpc.INVALID_PARAMS,
+                data={"code": "invalid_params", "unexpected": unexpected} if unexpected else None,
             ) from None
         arguments = dict(bound.arguments)
         arguments.pop("self", None)

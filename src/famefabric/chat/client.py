@@ -10,6 +10,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import TextIO
 
@@ -20,7 +21,7 @@ from famefabric.errors import ConnectionClosed, FabricError, NoRoute, OperationT
 from famefabric.fabric import FameFabric
 from famefabric.node import NodeEvent
 from famefabric.protocol.ids import new_id
-from famefabric.protocol.jsonrpc import METHOD_NOT_FOUND
+from famefabric.protocol.jsonrpc import INTERNAL_ERROR, INVALID_PARAMS, METHOD_NOT_FOUND
 from famefabric.settings import FabricSettings
 
 log = logging.getLogger(__name__)
@@ -46,8 +47,8 @@ class RemoteChatSession:
 
     Each turn carries a fresh turn id, so a retried turn is answered from
     the store instead of asking the model twice. Agents that take no turn id
-    (the reference chat example) are detected on the first refusal and then
-    called without one.
+    (the reference chat example) are detected by the code and data of their
+    first refusal (:func:`may_reject_argument`) and then called without one.
     """
 
     def __init__(self, agent: RemoteAgent, conversation_id: str, *, timeout: float) -> None:
@@ -55,12 +56,18 @@ class RemoteChatSession:
         self.conversation_id = conversation_id
         self._timeout = timeout
         self._turn_ids = True
+        self._takes_turn_ids = False  # known once a turn with a turn id succeeded
 
     def _extra(self, turn_id: str) -> dict[str, str]:
         return {"turn_id": turn_id} if self._turn_ids else {}
 
     def _refuses_turn_id(self, exc: RemoteError, shown: bool) -> bool:
-        if self._turn_ids and not shown and "turn_id" in exc.message:
+        if (
+            self._turn_ids
+            and not self._takes_turn_ids
+            and not shown
+            and may_reject_argument(exc, "turn_id")
+        ):
             self._turn_ids = False
             return True
         return False
@@ -77,6 +84,7 @@ class RemoteChatSession:
                 reply = await self._agent.run_turn(
                     self.conversation_id, question, _timeout=self._timeout, **self._extra(turn_id)
                 )
+                self._takes_turn_ids = self._turn_ids
                 return str(reply)
             except RemoteError as exc:
                 if not self._refuses_turn_id(exc, shown=False):
@@ -93,11 +101,14 @@ class RemoteChatSession:
         for delay in (*RETRY_DELAYS, None):
             shown = False
             try:
-                async for piece in self._agent.stream_turn(
+                call = self._agent.stream_turn(
                     self.conversation_id, question, _timeout=self._timeout, **self._extra(turn_id)
-                ):
-                    shown = True
-                    yield str(piece)
+                )
+                async with aclosing(aiter(call)) as pieces:
+                    async for piece in pieces:
+                        shown = True
+                        self._takes_turn_ids = self._turn_ids
+                        yield str(piece)
                 return
             except RemoteError as exc:
                 if not shown and exc.code == METHOD_NOT_FOUND:
@@ -110,6 +121,26 @@ class RemoteChatSession:
                 if shown or delay is None or not _is_retryable(exc):
                     raise
                 await asyncio.sleep(delay)
+
+
+def may_reject_argument(error: RemoteError, name: str) -> bool:
+    """Tell whether an agent may have refused a call for the argument ``name``.
+
+    Read from the error's code and data, never its text. Our agents answer
+    ``-32602`` with ``data.unexpected`` listing the arguments they do not take
+    (older ones send no data). The reference answers any exception of an
+    operation, the ``TypeError`` of an unexpected argument included, as
+    ``-32603`` with no data, while ours always send data with ``-32603``: so
+    that answer may be a refusal, and the caller tries once without the
+    argument (a real failure then fails again).
+    """
+    data = error.data
+    if error.code == INVALID_PARAMS:
+        if data is None:
+            return True
+        unexpected = data.get("unexpected") if isinstance(data, dict) else None
+        return isinstance(unexpected, list) and name in unexpected
+    return error.code == INTERNAL_ERROR and data is None
 
 
 RETRY_DELAYS = (0.5, 1.5)

@@ -9,7 +9,7 @@ from famefabric.chat.agent import ChatAgent
 from famefabric.chat.openai_model import OpenAIChatModel
 from famefabric.chat.settings import DEFAULT_ADDRESS, ChatSettings
 from famefabric.chat.store import open_store
-from famefabric.fabric import FameFabric
+from famefabric.fabric import FameFabric, aserve
 from famefabric.settings import FabricSettings
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,6 @@ async def serve_chat_agent(
                 idle_ttl=chat_settings.idle_ttl,
             )
             async with FameFabric.create(settings=fabric_settings) as fabric:
-                await agent.aserve(address, fabric=fabric, stop=stop)
+                await aserve(agent, address, fabric=fabric, stop=stop)
     finally:
         await model.aclose()

@@ -47,6 +47,7 @@ from famefabric.chat.stores._contract import (
     redact_url,
 )
 from famefabric.errors import ConfigurationError
+from famefabric.options import optional_positive_seconds
 
 __all__ = [
     "KEPT_TURN_IDS",
@@ -194,10 +195,7 @@ def open_store(
         ConfigurationError: the URL has an unknown form, or ``idle_ttl`` is
             not positive.
     """
-    if idle_ttl is not None and not idle_ttl > 0:
-        raise ConfigurationError(
-            f"idle_ttl={idle_ttl!r} must be a positive number of seconds, or unset"
-        )
+    idle_ttl = optional_positive_seconds("idle_ttl", idle_ttl)
     scheme, separator, rest = url.partition("://")
     scheme = scheme.lower()
     if separator and scheme == "memory" and not rest:

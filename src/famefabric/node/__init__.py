@@ -4,15 +4,18 @@
 serves the addresses bound to it and calls others with JSON-RPC (§8, §10).
 """
 
-from famefabric.node.backoff import AttachRefused, backoff_delays, is_retryable
+from famefabric.errors import AttachRefused
+from famefabric.node.backoff import backoff_delays, is_retryable
 from famefabric.node.dispatch import Handler
 from famefabric.node.node import Node
 from famefabric.node.rpc import Stream
+from famefabric.node.state import LinkState
 from famefabric.node.supervisor import NodeEvent
 
 __all__ = [
     "AttachRefused",
     "Handler",
+    "LinkState",
     "Node",
     "NodeEvent",
     "Stream",

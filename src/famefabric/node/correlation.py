@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from famefabric.errors import FabricError, JSONValue, NoRoute, RemoteError
+from famefabric.errors import JSONValue, NoRoute, RemoteError, StreamOverflow
 from famefabric.protocol.jsonrpc import INTERNAL_ERROR
 
 STREAM_BUFFER = 1024
@@ -104,13 +104,7 @@ class PendingCall:
         if not self.streaming or result is None:
             return self._finish(result, None)
         if len(self._items) >= STREAM_BUFFER:
-            return self._finish(
-                None,
-                FabricError(
-                    f"stream from {self.address!r} ({self.method}) overflowed: "
-                    f"the consumer fell {STREAM_BUFFER} items behind"
-                ),
-            )
+            return self._finish(None, StreamOverflow(self.address, self.method, STREAM_BUFFER))
         self._items.append(result)
         self._wake()
         return False

@@ -21,8 +21,12 @@ from typing import Any
 import orjson
 
 from famefabric.envelope_log import EnvelopePrinter
-from famefabric.errors import ConnectionClosed, LocalProtocolError, RemoteProtocolError
-from famefabric.node.backoff import AttachRefused
+from famefabric.errors import (
+    AttachRefused,
+    ConnectionClosed,
+    LocalProtocolError,
+    RemoteProtocolError,
+)
 from famefabric.node.session import Attachment, Session
 from famefabric.protocol.codec import envelope_from_dict, envelope_to_dict, parse_object
 from famefabric.protocol.frames import MAX_ENVELOPE_BYTES
@@ -45,7 +49,7 @@ class Link:
         printer: prints every envelope sent and received, when set.
     """
 
-    __slots__ = ("generation", "lost", "printer", "ready", "session", "transport")
+    __slots__ = ("generation", "lost", "printer", "session", "transport")
 
     def __init__(
         self,
@@ -58,7 +62,6 @@ class Link:
         self.session = session
         self.generation = generation
         self.printer = printer
-        self.ready = False  # application traffic may go out directly (after re-binding)
         self.lost: asyncio.Future[ConnectionClosed] = asyncio.get_running_loop().create_future()
 
     @property
@@ -123,7 +126,6 @@ class Link:
         """Mark the connection lost; True the first time only."""
         if self.lost.done():
             return False
-        self.ready = False
         self.lost.set_result(error)
         return True
 
@@ -165,7 +167,8 @@ async def open_link(
     ack is discarded, as the reference node does.
 
     Raises:
-        AttachRefused: the sentinel answered ``ok: false``.
+        AttachRefused: the sentinel refused the handshake (``status`` set) or
+            answered ``ok: false``.
         ConnectionClosed: the sentinel cannot be reached, refused the
             handshake, closed the connection or did not answer within
             ``attach_timeout`` seconds; the message names the URL.

@@ -12,10 +12,14 @@ work, each in its own module:
 * :class:`~famefabric.node.outbox.Outbox` sends application envelopes now, or
   queues them while disconnected.
 
-Every task the node starts lives in its :class:`asyncio.TaskGroup`, entered
-by ``__aenter__`` and left by ``__aexit__``; :meth:`Node.close` cancels them.
-Envelopes for the node's own addresses never touch the wire: the sentinel
-would refuse to route them back to their sender (§7.2).
+Every task the node starts lives in its :class:`~famefabric.node.tasks.TaskScope`,
+an :class:`asyncio.TaskGroup` entered through an :class:`~contextlib.AsyncExitStack`
+by ``__aenter__`` and left by ``__aexit__``; :meth:`Node.close` cancels them. ``__aenter__`` starts the
+supervisor in the group and returns once it reports the first attach (as
+trio's ``nursery.start()``, :mod:`famefabric.node.tasks`). The connection's
+state is one :class:`~famefabric.node.state.LinkState`, shared with the
+supervisor. Envelopes for the node's own addresses never touch the wire: the
+sentinel would refuse to route them back to their sender (§7.2).
 """
 
 from __future__ import annotations
@@ -25,9 +29,7 @@ import logging
 import re
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from types import TracebackType
-from typing import Any, Literal, TypeVar
-
-import orjson
+from typing import Any, TypeVar
 
 from famefabric.clock import timestamp
 from famefabric.envelope_log import EnvelopePrinter
@@ -36,25 +38,24 @@ from famefabric.errors import (
     ConnectionClosed,
     FabricError,
     JSONValue,
-    LocalProtocolError,
-    ProtocolError,
-    RemoteProtocolError,
 )
 from famefabric.node import wire
 from famefabric.node.backoff import backoff_delays
 from famefabric.node.binder import Binder
-from famefabric.node.correlation import PendingCall
-from famefabric.node.dispatch import Binding, Handler
+from famefabric.node.dispatch import Handler
 from famefabric.node.inbound import Inbound
 from famefabric.node.link import Connector, close_quietly
-from famefabric.node.outbox import Outbox, dumps
-from famefabric.node.rpc import RpcClient, Stream, link_lost_error
+from famefabric.node.outbox import Outbox
+from famefabric.node.registrar import Registrar
+from famefabric.node.rpc import RpcClient, Stream
+from famefabric.node.sender import Sender
+from famefabric.node.state import LinkEvent, LinkState, LinkStateMachine
 from famefabric.node.supervisor import NodeEvent, Supervisor, Timing
-from famefabric.protocol.address import RPC_PARTICIPANT_PREFIX, parse_address
-from famefabric.protocol.codec import envelope_from_dict, envelope_to_dict
-from famefabric.protocol.frames import (
-    Envelope,
-)
+from famefabric.node.tasks import TaskScope, TaskStatus, start
+from famefabric.options import count, positive_seconds
+from famefabric.protocol.address import RPC_PARTICIPANT_PREFIX
+from famefabric.protocol.codec import envelope_to_dict
+from famefabric.protocol.frames import Envelope
 from famefabric.protocol.ids import new_id
 from famefabric.transport import websocket
 
@@ -119,24 +120,25 @@ class Node:
         attach_timeout: float = 10.0,
     ) -> None:
         base = DEFAULT_ADMISSION_URL if admission_url is None else admission_url
-        _check_options(
-            base,
-            default_connect=connect is None,
-            system_id=system_id,
-            seconds={
-                "heartbeat_interval": heartbeat_interval,
-                "heartbeat_timeout": heartbeat_timeout,
-                "default_timeout": default_timeout,
-                "attach_timeout": attach_timeout,
-            },
-            counts={"max_initial_attempts": max_initial_attempts, "max_queued": max_queued},
-        )
+        _check_target(base, default_connect=connect is None, system_id=system_id)
+        heartbeat_interval = positive_seconds("heartbeat_interval", heartbeat_interval)
+        heartbeat_timeout = positive_seconds("heartbeat_timeout", heartbeat_timeout)
+        default_timeout = positive_seconds("default_timeout", default_timeout)
+        attach_timeout = positive_seconds("attach_timeout", attach_timeout)
+        max_initial_attempts = count("max_initial_attempts", max_initial_attempts)
+        max_queued = count("max_queued", max_queued)
         self.system_id: str = system_id or new_id()
         """This node's system id, the last segment of its physical path."""
         url = f"{base.rstrip('/')}/{self.system_id}"
         self._reconnect = reconnect
+        self._machine = LinkStateMachine()
+        self._sender = Sender(
+            system_id=self.system_id, machine=self._machine, spawn=self._spawn_quietly
+        )
         self._rpc = RpcClient(
-            submit=self._submit, send_notice=self._send_notice, default_timeout=default_timeout
+            submit=self._sender.submit,
+            send_notice=self._sender.send_notice,
+            default_timeout=default_timeout,
         )
         self._binder = Binder(system_id=self.system_id)
         self._bindings = self._binder.bindings
@@ -147,7 +149,7 @@ class Node:
             rpc=self._rpc,
             binder=self._binder,
             spawn=self._spawn_quietly,
-            send=self._send_quietly,
+            send=self._sender.send_quietly,
         )
         self._supervisor = Supervisor(
             url=url,
@@ -169,12 +171,23 @@ class Node:
             rpc=self._rpc,
             emit=self._emit,
             spawn=self._spawn_quietly,
+            machine=self._machine,
+            can_renew_token=self._can_renew_token,
+        )
+        self._registrar = Registrar(
+            system_id=self.system_id,
+            binder=self._binder,
+            current_link=lambda: self._supervisor.link,
+            keeps_trying=lambda: self._reconnect and self._machine.is_running,
+        )
+        self._sender.connect(
+            supervisor=self._supervisor,
+            inbound=self._inbound,
+            outbox=self._outbox,
+            reply_address=lambda: self.reply_address,
         )
         self._listeners: list[Callable[[NodeEvent], None]] = []
-        self._state: Literal["new", "running", "closing", "closed"] = "new"
-        self._tg: asyncio.TaskGroup | None = None
-        self._owner: asyncio.Task[Any] | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._scope = TaskScope()
         self._runner: asyncio.Task[None] | None = None
 
     # -- public state ---------------------------------------------------------
@@ -200,10 +213,14 @@ class Node:
         return self._supervisor.epoch
 
     @property
+    def state(self) -> LinkState:
+        """Where the connection stands (see :mod:`famefabric.node.state`)."""
+        return self._machine.state
+
+    @property
     def is_attached(self) -> bool:
         """Tell whether the node has a live, attached connection now."""
-        link = self._supervisor.link
-        return link is not None and not link.is_lost
+        return self._machine.is_attached
 
     @property
     def pending_calls(self) -> int:
@@ -218,6 +235,16 @@ class Node:
             return None
         return f"{RPC_PARTICIPANT_PREFIX}{self._rpc.inbox_id}@{path}"
 
+    def _can_renew_token(self) -> bool:
+        """Tell whether the next connection attempt would present a new token.
+
+        The hook for token providers: a handshake refused with 401 or 403 is
+        retried only when this returns True (a fresh token may be accepted);
+        otherwise such a refusal ends reconnecting for good. A node without a
+        token provider has nothing new to present.
+        """
+        return False
+
     def add_listener(self, callback: Callable[[NodeEvent], None]) -> None:
         """Call ``callback`` on every :class:`NodeEvent`; it must not block."""
         self._listeners.append(callback)
@@ -228,25 +255,39 @@ class Node:
         """Connect and attach.
 
         Raises:
+            AttachRefused: the sentinel refused this node (``status`` is the
+                HTTP status of a refused handshake, e.g. 401 or 403).
             ConnectionClosed: the sentinel could not be reached or refused the
-                attach after ``max_initial_attempts`` attempts; names the URL.
+                attach after ``max_initial_attempts`` attempts, or the node was
+                closed meanwhile; names the URL.
         """
-        if self._state != "new":
+        if self._machine.state is not LinkState.NEW:
             raise FabricError(f"node {self.system_id} was already started; create a new Node")
-        self._state = "running"
-        self._tg = asyncio.TaskGroup()
-        await self._tg.__aenter__()
-        self._owner = asyncio.current_task()
+        self._machine.fire(LinkEvent.START)
+        await self._scope.enter()
         try:
-            link = await self._supervisor.first_attach()
-        except BaseException:
-            self._state = "closed"
-            tg, self._tg = self._tg, None
-            await tg.__aexit__(None, None, None)
+            await start(self._scope, self._run_supervisor)
+        except BaseException as exc:
+            task = asyncio.current_task()
+            closed = (  # close() cancelled the attach, not our caller
+                self._machine.is_closed
+                and isinstance(exc, asyncio.CancelledError)
+                and (task is None or not task.cancelling())
+            )
+            if self._machine.allows(LinkEvent.FAILED):
+                self._machine.fire(LinkEvent.FAILED)
+            if closed:
+                await self._scope.leave(None, None, None)
+                raise ConnectionClosed(
+                    f"node {self.system_id} was closed while attaching", code=1000
+                ) from None
+            await self._scope.leave(type(exc), exc, exc.__traceback__)
             raise
-        self._supervisor.install(link)
-        self._runner = self._tg.create_task(self._supervisor.run(link))
         return self
+
+    async def _run_supervisor(self, task_status: TaskStatus[Any]) -> None:
+        self._runner = asyncio.current_task()
+        await self._supervisor.run(task_status)
 
     async def __aexit__(
         self,
@@ -255,16 +296,7 @@ class Node:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
-        tg = self._tg
-        if tg is not None and asyncio.current_task() is self._owner:
-            self._tg = None
-            # Every task has finished by now. Hand the group only a cancellation,
-            # so that an exception from the body propagates as itself rather
-            # than wrapped in an ExceptionGroup.
-            if exc_type is not None and issubclass(exc_type, asyncio.CancelledError):
-                await tg.__aexit__(exc_type, exc, tb)
-            else:
-                await tg.__aexit__(None, None, None)
+        await self._scope.leave(exc_type, exc, tb)
 
     async def close(self) -> None:
         """Close the connection (code 1000) and stop every task; idempotent.
@@ -272,10 +304,11 @@ class Node:
         Calls still waiting fail with :class:`ConnectionClosed`; handlers
         still running are cancelled.
         """
-        if self._state != "running":
-            self._state = "closed" if self._state == "new" else self._state
-            return
-        self._state = "closing"
+        machine = self._machine
+        if not machine.allows(LinkEvent.CLOSE):
+            return  # closing or closed already
+        if machine.fire(LinkEvent.CLOSE) is LinkState.CLOSED:
+            return  # never started
         closed = ConnectionClosed(f"node {self.system_id} closed", code=1000)
         if self._runner is not None:
             self._runner.cancel()
@@ -286,15 +319,10 @@ class Node:
         if link is not None:
             link.give_up(closed)
             await close_quietly(link.transport, 1000, "normal closure")
-        current = asyncio.current_task()
-        tasks = [t for t in (*self._tasks, self._runner) if t is not None and t is not current]
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            _, stuck = await asyncio.wait(tasks, timeout=HANDLER_SHUTDOWN_TIMEOUT)
-            if stuck:
-                log.warning("node %s: %d tasks ignored cancellation", self.system_id, len(stuck))
-        self._state = "closed"
+        stuck = await self._scope.cancel_all(timeout=HANDLER_SHUTDOWN_TIMEOUT)
+        if stuck:
+            log.warning("node %s: %d tasks ignored cancellation", self.system_id, stuck)
+        machine.fire(LinkEvent.CLOSED)
         log.info("node %s closed", self.system_id)
         self._emit(NodeEvent("disconnected", "node closed"))
 
@@ -304,13 +332,10 @@ class Node:
         Raises:
             ConnectionClosed: the node is not running.
         """
-        if self._tg is None or self._state != "running":
+        if not self._scope.is_open or not self._machine.is_running:
             coro.close()
             raise ConnectionClosed(f"cannot start a task: node {self.system_id} is not running")
-        task = self._tg.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
+        return self._scope.create_task(coro)
 
     def _spawn_quietly(self, coro: Coroutine[Any, Any, None]) -> None:
         try:
@@ -325,75 +350,7 @@ class Node:
             except Exception:
                 log.exception("node event listener %r failed", callback)
 
-    # -- outbound -------------------------------------------------------------
-
-    async def _submit(self, wire_obj: dict[str, Any], call: PendingCall | None = None) -> None:
-        """Send an application envelope now, or queue it until the link is back.
-
-        Raises:
-            LocalProtocolError: the envelope is too large or not JSON.
-            ConnectionClosed: the node is closed, disconnected for good, or
-                its backlog is full; or the link dropped during the send.
-        """
-        if self._state != "running":
-            why = (
-                "not started (enter 'async with Node(...)' first)"
-                if self._state == "new"
-                else "closed"
-            )
-            raise ConnectionClosed(f"cannot send data frame: node {self.system_id} is {why}")
-        to = wire_obj.get("to")
-        if to is not None and self._inbound.is_local(to):
-            self._deliver_locally(wire_obj, call)
-            return
-        link = self._supervisor.link
-        if link is not None and link.ready:
-            try:
-                await self._outbox.transmit(link, wire_obj, call)
-            except ConnectionClosed as exc:
-                self._supervisor.drop(link, exc)
-                if call is not None:
-                    raise link_lost_error(call) from exc
-                raise ConnectionClosed(
-                    f"cannot send data frame: connection to sentinel lost ({exc})"
-                ) from exc
-            return
-        if not self._supervisor.may_queue:
-            raise ConnectionClosed("cannot send data frame: connection to sentinel is lost")
-        self._outbox.queue(wire_obj, call)
-
-    def _deliver_locally(self, wire_obj: dict[str, Any], call: PendingCall | None) -> None:
-        # The sentinel would bounce an envelope back to its sender (loop guard,
-        # §7.2); like the reference node, deliver our own addresses in-process.
-        # The round trip through JSON gives the receiver its own copy.
-        if call is not None:
-            wire_obj["replyTo"] = self.reply_address
-            call.sent = True
-        obj = orjson.loads(dumps(wire_obj))
-        if obj["to"].startswith(RPC_PARTICIPANT_PREFIX):
-            self._inbound.on_reply(obj, obj["frame"])
-            return
-        try:
-            envelope = envelope_from_dict(obj)
-        except RemoteProtocolError as exc:
-            raise LocalProtocolError(f"cannot send envelope: {exc}") from None
-        self._inbound.deliver(envelope)
-
-    async def _send_quietly(self, wire_obj: dict[str, Any]) -> None:
-        try:
-            await self._submit(wire_obj)
-        except FabricError as exc:
-            log.debug("could not send %s: %s", wire_obj["frame"]["type"], exc)
-        except Exception:
-            log.exception("node %s: sending %s failed", self.system_id, wire_obj["frame"]["type"])
-
-    def _send_notice(self, call: PendingCall, notice: dict[str, Any]) -> None:
-        if self._state != "running":
-            return
-        link = self._supervisor.link
-        if call.generation is not None and (link is None or link.generation != call.generation):
-            return  # the request died with its connection; nobody to tell
-        self._spawn_quietly(self._send_quietly(notice))
+    # -- outbound (the send path is in famefabric.node.sender) ---------------
 
     async def send(self, envelope: Envelope) -> None:
         """Send an envelope to the sentinel.
@@ -415,7 +372,7 @@ class Node:
             wire_obj["traceId"] = new_id()
         if "ts" not in wire_obj:
             wire_obj["ts"] = timestamp()
-        await self._submit(wire_obj)
+        await self._sender.submit(wire_obj)
 
     async def reply(self, request: Envelope, payload: dict[str, Any]) -> None:
         """Answer a request at its ``replyTo`` (PROTOCOL.md §8.2).
@@ -439,8 +396,8 @@ class Node:
                 trace_id=request.trace_id,
                 ref_id=request.id,
             )
-            await self._submit(ack)
-        await self._submit(wire.reply(request, payload))
+            await self._sender.submit(ack)
+        await self._sender.submit(wire.reply(request, payload))
 
     async def call(
         self,
@@ -520,31 +477,7 @@ class Node:
             FabricError: the sentinel refused (names the address).
             OperationTimeout: no ack within 20 s.
         """
-        try:
-            parse_address(address)
-        except ProtocolError as exc:
-            raise LocalProtocolError(f"cannot bind {address!r}: {exc}") from None
-        binding = Binding(address, handler, tuple(capabilities))
-        self._bindings.add(binding)
-        link = self._supervisor.link
-        if link is None or link.is_lost:
-            log.info("node %s will bind %s once attached", self.system_id, address)
-            return
-        try:
-            await self._binder.bind(link, binding)
-        except ConnectionClosed:
-            if self._reconnect and self._state == "running":
-                return  # remembered; the restore after the re-attach binds it
-            self._forget(binding)
-            raise
-        except FabricError:
-            self._forget(binding)
-            raise
-        log.info("node %s bound %s", self.system_id, address)
-
-    def _forget(self, binding: Binding) -> None:
-        if self._bindings.get(binding.address) is binding:
-            self._bindings.remove(binding.address)
+        await self._registrar.bind(address, handler, capabilities)
 
     async def unbind(self, address: str) -> None:
         """Stop serving ``address`` (``AddressUnbind``, then ``CapabilityWithdraw``).
@@ -553,34 +486,14 @@ class Node:
             FabricError: the sentinel refused.
             OperationTimeout: no ack within 20 s.
         """
-        binding = self._bindings.remove(address)
-        link = self._supervisor.link
-        if binding is None or link is None or link.is_lost:
-            return
-        try:
-            await self._binder.unbind(link, binding)
-        except ConnectionClosed:
-            return  # the sentinel forgets the binding with the connection, or re-binds nothing
+        await self._registrar.unbind(address)
 
 
-def _check_options(
-    admission_url: str,
-    *,
-    default_connect: bool,
-    system_id: str | None,
-    seconds: dict[str, float],
-    counts: dict[str, int],
-) -> None:
+def _check_target(admission_url: str, *, default_connect: bool, system_id: str | None) -> None:
     if default_connect and not admission_url.startswith(("ws://", "wss://")):
         raise ConfigurationError(
             f"admission_url={admission_url!r} is not a WebSocket URL: expected ws://HOST:PORT/..."
         )
-    for name, value in seconds.items():
-        if not value > 0:
-            raise ConfigurationError(f"{name}={value!r} must be a positive number of seconds")
-    for name, count in counts.items():
-        if count < 0:
-            raise ConfigurationError(f"{name}={count!r} must not be negative")
     if system_id is not None and not _SYSTEM_ID.fullmatch(system_id):
         raise ConfigurationError(
             f"system_id={system_id!r} is not a valid path segment: use letters, digits, '.', '_', '-'"

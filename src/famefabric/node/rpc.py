@@ -16,19 +16,19 @@ id as "stop" (§11.2).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from types import TracebackType
 from typing import Any
 
 from famefabric.errors import (
     ConnectionClosed,
-    FabricError,
     JSONValue,
     LocalProtocolError,
     NoRoute,
     OperationTimeout,
     ProtocolError,
     RemoteError,
+    StreamOverflow,
 )
 from famefabric.node import wire
 from famefabric.node.correlation import PendingCall, PendingCalls
@@ -191,10 +191,14 @@ class Stream:
 
     The request goes out on the first ``__anext__``. Iteration ends at the
     stream's end marker; an error reply raises :class:`RemoteError`, a NACK
-    :class:`NoRoute`, silence for ``idle_timeout`` seconds (or passing the
-    overall ``timeout``) :class:`OperationTimeout`. Leaving early — ``aclose()``,
-    ``async with`` exit, cancellation, or dropping the iterator — frees the
-    call and sends the agent a cancel notice.
+    :class:`NoRoute`, a consumer too slow :class:`StreamOverflow`, silence for
+    ``idle_timeout`` seconds (or passing the overall ``timeout``)
+    :class:`OperationTimeout`. Leaving early frees the call and sends the
+    agent a cancel notice: close the stream with ``aclose()``,
+    ``async with stream:`` or :func:`contextlib.aclosing`. ``async for``
+    iterates an async generator over the stream, so a ``break`` without any
+    of those is still cleaned up, by the event loop's finalizer of async
+    generators.
     """
 
     def __init__(
@@ -219,8 +223,19 @@ class Stream:
         self._deadline: float | None = None
         self._finished = False
 
-    def __aiter__(self) -> Stream:
-        return self
+    def __aiter__(self) -> AsyncGenerator[JSONValue, None]:
+        return self._items()
+
+    async def _items(self) -> AsyncGenerator[JSONValue, None]:
+        try:
+            while True:
+                try:
+                    item = await self.__anext__()
+                except StopAsyncIteration:
+                    return
+                yield item
+        finally:
+            self._abandon()
 
     async def __aenter__(self) -> Stream:
         return self
@@ -275,8 +290,8 @@ class Stream:
         except (RemoteError, NoRoute, ConnectionClosed):
             self._finish()
             raise
-        except FabricError:
-            self._abandon(still_running=True)  # overflowed: the agent should stop producing
+        except StreamOverflow:
+            self._abandon(still_running=True)  # the agent should stop producing
             raise
         except asyncio.CancelledError:
             self._abandon()
@@ -301,12 +316,3 @@ class Stream:
         self._finished = True
         if self._call is not None:
             self._client.abandon(self._call, still_running=still_running)
-
-    def __del__(self) -> None:
-        # An iterator dropped mid-stream (``break`` without ``aclose``) still
-        # frees its entry and stops the agent.
-        if not self._finished and self._call is not None:
-            try:
-                self._abandon()
-            except Exception:  # the loop may be gone at interpreter exit
-                pass

@@ -14,7 +14,8 @@ For each connection it runs three tasks:
 
 When a connection is lost, the calls whose requests went out on it fail at
 once, and :meth:`Supervisor.run` reconnects with backoff (§5.7) until the
-node closes or the delays run out.
+node closes or the delays run out. Every change of the connection's state
+goes through the node's :class:`~famefabric.node.state.LinkStateMachine`.
 """
 
 from __future__ import annotations
@@ -26,13 +27,15 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from famefabric.envelope_log import EnvelopePrinter
-from famefabric.errors import ConnectionClosed, RemoteProtocolError
+from famefabric.errors import AttachRefused, ConnectionClosed, RemoteProtocolError
 from famefabric.node.backoff import is_retryable
 from famefabric.node.binder import Binder
 from famefabric.node.inbound import Inbound
 from famefabric.node.link import Connector, Link, close_quietly, open_link
 from famefabric.node.outbox import Outbox
 from famefabric.node.rpc import RpcClient
+from famefabric.node.state import LinkEvent, LinkState, LinkStateMachine
+from famefabric.node.tasks import TaskStatus
 from famefabric.protocol.address import RPC_PARTICIPANT_PREFIX
 from famefabric.protocol.codec import envelope_from_dict, parse_object
 from famefabric.protocol.frames import Envelope, NodeAttachAck, NodeHeartbeatAck
@@ -83,6 +86,10 @@ class Supervisor:
         rpc: its calls fail when their connection drops.
         emit: reports :class:`NodeEvent` to the node's listeners.
         spawn: runs a coroutine in the node's task group.
+        machine: the node's connection state, changed only through its table.
+        can_renew_token: tells whether the next attempt would present a new
+            token; a 401/403 refusal is final otherwise. A node whose token
+            comes from a provider that can fetch a fresh one returns True.
     """
 
     def __init__(
@@ -100,6 +107,8 @@ class Supervisor:
         rpc: RpcClient,
         emit: Callable[[NodeEvent], None],
         spawn: Callable[[Coroutine[Any, Any, None]], None],
+        machine: LinkStateMachine,
+        can_renew_token: Callable[[], bool] = lambda: False,
     ) -> None:
         self._url = url
         self._system_id = system_id
@@ -113,15 +122,14 @@ class Supervisor:
         self._rpc = rpc
         self._emit = emit
         self._spawn = spawn
+        self._machine = machine
+        self._can_renew_token = can_renew_token
         self._generation = 0
-        self._running = True
         self.link: Link | None = None
         """The current connection; None while disconnected."""
         self.path: str | None = None
         self.sentinel_id: str | None = None
         self.epoch: str | None = None
-        self.gave_up = False
-        """True once the node stopped reconnecting for good."""
 
     @property
     def url(self) -> str:
@@ -131,10 +139,15 @@ class Supervisor:
     @property
     def may_queue(self) -> bool:
         """Tell whether an envelope sent now can wait for a coming connection."""
-        if self.gave_up or not self._running:
-            return False
-        link = self.link
-        return self._timing.reconnect or (link is not None and not link.is_lost)
+        state = self._machine.state
+        if state is LinkState.CONNECTING or state is LinkState.RESTORING:
+            return True
+        return state is LinkState.DISCONNECTED and self._timing.reconnect
+
+    def _retryable(self, error: BaseException, *, has_attached: bool) -> bool:
+        return is_retryable(
+            error, has_attached=has_attached, can_renew_token=self._can_renew_token()
+        )
 
     async def _open(self) -> Link:
         self._generation += 1
@@ -165,11 +178,16 @@ class Supervisor:
             except (ConnectionClosed, OSError, TimeoutError) as exc:
                 error: BaseException = exc
             delay = next(delays, None)
-            if not is_retryable(error, has_attached=False) or attempt == limit or delay is None:
+            if not self._retryable(error, has_attached=False) or attempt == limit or delay is None:
                 if attempt == 1:
                     raise error
+                message = f"cannot attach to {self._url} after {attempt} attempts: {error}"
+                if isinstance(error, AttachRefused):
+                    raise AttachRefused(
+                        message, status=error.status, reason=error.reason, code=error.code
+                    ) from error
                 raise ConnectionClosed(
-                    f"cannot attach to {self._url} after {attempt} attempts: {error}",
+                    message,
                     code=getattr(error, "code", None),
                     reason=getattr(error, "reason", ""),
                 ) from error
@@ -184,8 +202,9 @@ class Supervisor:
         self.path = self._inbound.path = attachment.assigned_path
         self.sentinel_id = attachment.sentinel_id
         self.epoch = attachment.routing_epoch
+        self._machine.fire(LinkEvent.ATTACHED)
         if not self._binder.bindings and not self._outbox:
-            link.ready = True
+            self._machine.fire(LinkEvent.RESTORED)
         log.info(
             "node %s attached as %s to sentinel %s",
             self._system_id,
@@ -194,15 +213,23 @@ class Supervisor:
         )
         self._emit(NodeEvent("attached", attachment.assigned_path))
 
-    async def run(self, link: Link) -> None:
-        """Serve ``link`` (already installed), then reconnect after each loss."""
+    async def run(self, task_status: TaskStatus[Link]) -> None:
+        """Attach (see :meth:`first_attach`), report it, serve, and reconnect after each loss.
+
+        ``task_status.started(link)`` is called once the first connection is
+        attached and installed; an error before that is the caller's.
+        """
+        link = await self.first_attach()
+        self.install(link)
+        task_status.started(link)
         while True:
             await self._serve(link)
-            if not self._running:
+            if not self._machine.is_running:
                 return
             next_link = await self._reattach() if self._timing.reconnect else None
             if next_link is None:
-                self.gave_up = True
+                if self._machine.allows(LinkEvent.GIVE_UP):
+                    self._machine.fire(LinkEvent.GIVE_UP)
                 for call in self._outbox.give_up():
                     call.fail(
                         ConnectionClosed(
@@ -211,11 +238,13 @@ class Supervisor:
                     )
                 return
             link = next_link
+            if not self._machine.allows(LinkEvent.ATTACHED):  # closed meanwhile
+                await close_quietly(link.transport, 1000, "normal closure")
+                return
             self.install(link)
 
     def stop(self) -> Link | None:
-        """Stop reconnecting (the node is closing); return the current connection."""
-        self._running = False
+        """Forget the current connection (the node is closing); return it."""
         link, self.link = self.link, None
         return link
 
@@ -225,9 +254,11 @@ class Supervisor:
             return
         if self.link is link:
             self.link = None
+            if self._machine.allows(LinkEvent.LOST):
+                self._machine.fire(LinkEvent.LOST)
         failed = self._rpc.fail_sent_on(link.generation)
         self._binder.fail(link.generation, error)
-        if not self._running:
+        if not self._machine.is_running:
             return
         log.info("node %s disconnected: %s (%d calls failed)", self._system_id, error, failed)
         self._emit(NodeEvent("disconnected", str(error)))
@@ -235,18 +266,18 @@ class Supervisor:
     async def _serve(self, link: Link) -> None:
         async with asyncio.TaskGroup() as tg:
             tasks = [tg.create_task(self._read(link)), tg.create_task(self._heartbeat(link))]
-            if not link.ready:
+            if self._machine.state is LinkState.RESTORING:
                 tasks.append(tg.create_task(self._restore(link)))
             await link.lost
             for task in tasks:
                 task.cancel()
-        if self._running:
+        if self._machine.is_running:
             self._spawn(close_quietly(link.transport, 1000, "normal closure"))
 
     async def _reattach(self) -> Link | None:
         delays = self._timing.backoff()  # a fresh generator: the delay resets (§5.7)
         attempt = 0
-        while self._running:
+        while self._machine.is_running:
             delay = next(delays, None)
             if delay is None:
                 log.warning("node %s gave up reconnecting to %s", self._system_id, self._url)
@@ -259,8 +290,9 @@ class Supervisor:
             try:
                 return await self._open()
             except (ConnectionClosed, OSError, TimeoutError) as exc:
-                if not is_retryable(exc, has_attached=True):
+                if not self._retryable(exc, has_attached=True):
                     log.error("node %s cannot reconnect: %s", self._system_id, exc)
+                    self._emit(NodeEvent("disconnected", f"gave up reconnecting: {exc}"))
                     return None
                 log.warning("reconnect attempt %d failed: %s", attempt, exc)
         return None
@@ -345,7 +377,9 @@ class Supervisor:
         try:
             await self._binder.bind_all(link)
             await self._outbox.flush(link)
-            link.ready = True  # no await since flush found the backlog empty: order holds
+            # No await since flush found the backlog empty: order holds.
+            if self.link is link and self._machine.state is LinkState.RESTORING:
+                self._machine.fire(LinkEvent.RESTORED)
         except ConnectionClosed as exc:
             self.drop(link, exc)
         except Exception as exc:

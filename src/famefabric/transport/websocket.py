@@ -3,10 +3,14 @@
 The only module that imports ``websockets`` for moving messages. It sends
 every message as a binary frame (PROTOCOL.md §2.3: text frames break the
 reference), accepts text frames too, and maps the library's exceptions onto
-:class:`famefabric.errors.ConnectionClosed`.
+ours: a handshake the server answered with an HTTP error status becomes
+:class:`famefabric.errors.AttachRefused` carrying that status and the first
+line of the response body; everything else :class:`famefabric.errors.ConnectionClosed`.
 """
 
 from __future__ import annotations
+
+from http import HTTPStatus
 
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
@@ -15,12 +19,34 @@ from websockets.exceptions import ConnectionClosed as WSConnectionClosed
 from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI
 from websockets.version import version as websockets_version
 
-from famefabric.errors import ConnectionClosed
+from famefabric.errors import AttachRefused, ConnectionClosed
 from famefabric.protocol.frames import MAX_ENVELOPE_BYTES
 
 # Incoming limit: a little above the envelope limit, so that an oversize
 # envelope reaches the application (which answers it) instead of killing the link.
 MAX_MESSAGE_BYTES = 4 * MAX_ENVELOPE_BYTES
+MAX_REASON_CHARS = 200
+"""How much of a refusal's body is kept as its reason (a body is untrusted input)."""
+
+
+def refusal_reason(status: int, body: bytes | bytearray | None) -> str:
+    """Return the one-line reason of a refused handshake.
+
+    The first non-blank line of the body, without control characters and at
+    most :data:`MAX_REASON_CHARS` long; the HTTP reason phrase when the body
+    has none.
+    """
+    text = (body or b"")[: 4 * MAX_REASON_CHARS].decode("utf-8", "replace")
+    line = next((part.strip() for part in text.splitlines() if part.strip()), "")
+    line = "".join(char if char.isprintable() else " " for char in line).strip()
+    if len(line) > MAX_REASON_CHARS:
+        line = line[: MAX_REASON_CHARS - 1] + "…"
+    if line:
+        return line
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "no reason given"
 
 
 def _closed(description: str, exc: WSConnectionClosed) -> ConnectionClosed:
@@ -88,11 +114,15 @@ async def connect(
     """Open a WebSocket to ``url`` and wrap it.
 
     Compression is off by default: envelopes are small and the links are
-    usually local, where deflate costs more CPU than it saves.
+    usually local, where deflate costs more CPU than it saves. Options are
+    keyword-only, so more can be added without breaking callers.
 
     Raises:
-        ConnectionClosed: the server cannot be reached or refused the handshake;
-            the message names the URL and the cause.
+        AttachRefused: the server answered the handshake with an HTTP error
+            status; ``status`` is that status and ``reason`` the first line of
+            the response body.
+        ConnectionClosed: the server cannot be reached or the handshake failed
+            otherwise; the message names the URL and the cause.
     """
     try:
         connection: ClientConnection = await ws_connect(
@@ -107,9 +137,12 @@ async def connect(
         )
     except InvalidStatus as exc:
         status = exc.response.status_code
-        raise ConnectionClosed(
-            f"cannot attach to {url}: the server refused the WebSocket handshake with HTTP {status}",
-            reason=f"HTTP {status}",
+        reason = refusal_reason(status, exc.response.body)
+        raise AttachRefused(
+            f"cannot attach to {url}: the server refused the WebSocket handshake "
+            f"with HTTP {status}: {reason}",
+            status=status,
+            reason=reason,
         ) from exc
     except InvalidURI as exc:
         raise ConnectionClosed(

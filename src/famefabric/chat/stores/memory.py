@@ -26,6 +26,7 @@ from famefabric.chat.stores._contract import (
     ConversationNotFound,
     VersionConflict,
 )
+from famefabric.options import optional_positive_seconds
 
 
 class _Entry:
@@ -51,8 +52,7 @@ class MemoryConversationStore:
     def __init__(
         self, *, idle_ttl: float | None = None, clock: Callable[[], float] = time.time
     ) -> None:
-        if idle_ttl is not None and idle_ttl <= 0:
-            raise ValueError(f"idle_ttl={idle_ttl!r} must be a positive number of seconds or None")
+        idle_ttl = optional_positive_seconds("idle_ttl", idle_ttl)
         self._idle_ttl = idle_ttl
         self._clock = clock
         # Insertion order is activity order: every write moves the entry to the end.

@@ -61,6 +61,7 @@ from famefabric.chat.stores._contract import (
     VersionConflict,
     redact_url,
 )
+from famefabric.options import optional_positive_seconds
 
 DEFAULT_KEY_PREFIX = "famefabric:chat:"
 """The prefix of every key the store writes, unless another one is given."""
@@ -237,8 +238,7 @@ class RedisConversationStore:
         idle_ttl: float | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if idle_ttl is not None and idle_ttl <= 0:
-            raise ValueError(f"idle_ttl={idle_ttl!r} must be a positive number of seconds or None")
+        idle_ttl = optional_positive_seconds("idle_ttl", idle_ttl)
         parts = urlsplit(url)
         database = parts.path.removeprefix("/")
         if parts.scheme in ("redis", "rediss") and database and not database.isdigit():

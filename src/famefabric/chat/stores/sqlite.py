@@ -51,6 +51,7 @@ from famefabric.chat.stores._contract import (
     StoreUnavailable,
     VersionConflict,
 )
+from famefabric.options import optional_positive_seconds
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS conversations (
@@ -111,8 +112,7 @@ class SQLiteConversationStore:
         clock: Callable[[], float] = time.time,
         busy_timeout: float = 5.0,
     ) -> None:
-        if idle_ttl is not None and idle_ttl <= 0:
-            raise ValueError(f"idle_ttl={idle_ttl!r} must be a positive number of seconds or None")
+        idle_ttl = optional_positive_seconds("idle_ttl", idle_ttl)
         self._path = Path(path)
         self._idle_ttl = idle_ttl
         self._clock = clock
