@@ -30,7 +30,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -44,6 +43,7 @@ from pathlib import Path
 from famefabric import FameFabric
 from famefabric.agent.proxy import RemoteAgent
 from famefabric.protocol.ids import new_id
+from famefabric.testing import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / ".venv" / "bin"
@@ -53,13 +53,6 @@ HEALTH_PATH = "/fame/v1/attach/health"
 READY_TIMEOUT = 30.0
 RUN_TIMEOUT = 300.0
 TURN_TIMEOUT = 60.0
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def cpu_seconds(pid: int) -> float:
@@ -154,15 +147,13 @@ def wait_healthy(sentinel: Child, port: int) -> None:
 
 def start_stack(stack: Stack, store: str, replicas: int) -> str:
     """Start stub, store, sentinel and replicas; return the sentinel's admission URL."""
-    stub_port = free_port()
     stub = stack.spawn(
-        "llm",
-        [str(BIN / "python"), "-m", "famefabric.testing.openai_server", "--port", str(stub_port)],
+        "llm", [str(BIN / "python"), "-m", "famefabric.testing.openai_server", "--port", "0"]
     )
     llm_url = stub.wait_for(r"^listening on (\S+)", "its listening line").group(1)
     if store == "redis":
         binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-        redis_port = free_port()
+        redis_port = free_port()  # redis-server --port 0 would not listen on TCP at all
         redis = stack.spawn(
             "redis",
             [
@@ -174,14 +165,15 @@ def start_stack(stack: Stack, store: str, replicas: int) -> str:
         store_url = f"redis://127.0.0.1:{redis_port}/0"
     else:
         store_url = f"sqlite:///{stack.log_dir / 'conversations.db'}"
-    sentinel_port = free_port()
     sentinel = stack.spawn(
         "sentinel",
         [
-            *(str(BIN / "fame"), "sentinel", "--host", "127.0.0.1", "--port", str(sentinel_port)),
+            *(str(BIN / "fame"), "sentinel", "--host", "127.0.0.1", "--port", "0"),
             *("--node-id", "measureSentinel", "--log-level", "info"),
         ],
     )
+    listening = sentinel.wait_for(r"listening on 127\.0\.0\.1:(\d+)", "its listening line")
+    sentinel_port = int(listening.group(1))
     wait_healthy(sentinel, sentinel_port)
     admission = f"ws://127.0.0.1:{sentinel_port}{ATTACH_PATH}"
     env = {

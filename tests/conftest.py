@@ -7,12 +7,15 @@ block of their own.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from support.processes import INTEROP_VENV, ProcessPool, check_interop_venv
+import pytest_asyncio
+from support.clients import check_interop_venv
+from support.pool import ProcessPool
+from support.procs import INTEROP_VENV
 
 if TYPE_CHECKING:
     from famefabric.testing.openai_server import OpenAIStubServer
@@ -20,7 +23,7 @@ if TYPE_CHECKING:
 # ---------------------------------------------------------------------------
 # Real processes: end-to-end (tests/e2e) and interop (tests/interop) fixtures.
 #
-# The harness lives in tests/support/processes.py. Processes log to files
+# The harness lives in tests/support/ (tests/support/processes.py is its index). Processes log to files
 # under the test's tmp_path and are stopped (SIGTERM, then SIGKILL after
 # 5 s) at teardown. The interop tests need the Naylence reference in
 # .venv-interop (Python >= 3.12): when scripts/interop-venv.sh finds no such
@@ -62,24 +65,28 @@ def interop_venv() -> Path:
     return INTEROP_VENV
 
 
-@pytest.fixture
-def processes(tmp_path: Path) -> Iterator[ProcessPool]:
+@pytest_asyncio.fixture
+async def processes(tmp_path: Path) -> AsyncIterator[ProcessPool]:
     """A pool for the test's own processes, all stopped at teardown; logs in ``tmp_path``."""
     pool = ProcessPool(tmp_path / "processes")
     try:
         yield pool
     finally:
-        pool.stop_all()
+        await pool.stop_all()
 
 
-@pytest.fixture(scope="module")
-def module_processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessPool]:
-    """A pool shared by a test module's processes (those no test kills)."""
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def module_processes(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ProcessPool]:
+    """A pool shared by a test module's processes (those no test kills).
+
+    Modules that use it run their tests in the module's event loop
+    (``pytestmark = pytest.mark.asyncio(loop_scope="module")``).
+    """
     pool = ProcessPool(tmp_path_factory.mktemp("module-processes"))
     try:
         yield pool
     finally:
-        pool.stop_all()
+        await pool.stop_all()
 
 
 @pytest.fixture(scope="session")

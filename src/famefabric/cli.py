@@ -39,7 +39,11 @@ def _parser() -> argparse.ArgumentParser:
         "--host", default="0.0.0.0", help="interface to listen on (default 0.0.0.0)"
     )
     sentinel.add_argument(
-        "--port", type=int, default=None, help="port (default FAME_LISTENER_PORT or 8000)"
+        "--port",
+        type=int,
+        default=None,
+        help="port (default FAME_LISTENER_PORT or 8000); 0 picks a free one, which the "
+        "'listening on HOST:PORT' log line reports",
     )
     sentinel.add_argument(
         "--node-id",

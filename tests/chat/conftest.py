@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from famefabric.testing import free_port
+
 ENSURE_REDIS = Path(__file__).resolve().parents[2] / "scripts" / "ensure-redis.sh"
 REDIS_START_TIMEOUT = 10.0
 
@@ -28,14 +30,6 @@ def is_redis_required() -> bool:
     """Tell whether a missing redis-server must fail the tests rather than skip them."""
     ci = os.environ.get("CI", "").strip().lower()
     return ci not in ("", "0", "false", "no") or os.environ.get("FAME_REQUIRE_REDIS") == "1"
-
-
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def answers_ping(port: int) -> bool:

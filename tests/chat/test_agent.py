@@ -145,8 +145,10 @@ async def test_turns_of_one_conversation_run_in_arrival_order(
 ) -> None:
     await start("o")
     llm.enqueue(Delay(0.3, then=Reply("slow")), Reply("fast"))
+    asked = len(llm.requests)
     first = asyncio.ensure_future(proxy().run_turn("o", "one"))
-    await asyncio.sleep(0.05)
+    # The first turn is at the model (holding the conversation) before the second is sent.
+    await asyncio.to_thread(llm.wait_for_requests, asked + 1, 5.0)
     second = asyncio.ensure_future(proxy().run_turn("o", "two"))
     assert await asyncio.gather(first, second) == ["slow", "fast"]
     assert [m["content"] for m in await history("o")] == ["one", "slow", "two", "fast"]

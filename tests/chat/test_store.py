@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -400,6 +401,9 @@ async def test_the_sqlite_store_is_unavailable_when_its_file_cannot_be_opened(
         f"conversation store sqlite:///{tmp_path} is unavailable (unable to open database "
         "file); turns will work again when it is back"
     )
+    # No aiosqlite worker outlives the failure: one left behind would report to
+    # this test's event loop after it closed ("Event loop is closed" in a thread).
+    assert not [t for t in threading.enumerate() if "_connection_worker_thread" in t.name]
 
 
 async def test_the_redis_store_is_unavailable_while_redis_is_down_and_recovers(

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pexpect
 import pytest
-from support.processes import ProcessPool, poll, read_health
+import pytest_asyncio
+from support.pool import ProcessPool
+from support.sentinels import OurSentinel, admission_url
 
-from famefabric.testing import OpenAIStubServer, Reply
+from famefabric.testing import Fail, OpenAIStubServer, Reply, free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
 
@@ -23,10 +27,10 @@ def slow_llm() -> Iterator[OpenAIStubServer]:
         yield server
 
 
-@pytest.fixture(scope="module")
-def stack(module_processes: ProcessPool, slow_llm: OpenAIStubServer) -> dict[str, str]:
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def stack(module_processes: ProcessPool, slow_llm: OpenAIStubServer) -> dict[str, str]:
     processes = module_processes
-    sentinel = processes.our_sentinel(node_id="replSentinel01")
+    sentinel = await processes.our_sentinel(node_id="replSentinel01")
     env = sentinel.node_env(
         {
             "OPENAI_BASE_URL": slow_llm.url,
@@ -36,8 +40,8 @@ def stack(module_processes: ProcessPool, slow_llm: OpenAIStubServer) -> dict[str
         }
     )
     processes.spawn("chat-agent", [FAME, "agent", "chat"], env=env)
-    assert poll(lambda: (read_health(sentinel.port) or {}).get("addresses", 0) >= 1, timeout=15), (
-        "chat agent did not bind"
+    await sentinel.wait_health(
+        lambda health: health.get("addresses", 0) >= 1, what="the chat agent binds", within=15
     )
     return env
 
@@ -91,8 +95,6 @@ def test_ctrl_c_stops_a_streaming_reply_and_the_conversation_goes_on(
 def test_an_llm_error_is_printed_and_the_repl_goes_on(
     stack: dict[str, str], slow_llm: OpenAIStubServer
 ) -> None:
-    from famefabric.testing import Fail
-
     child = spawn_repl(stack, "--no-stream")
     child.expect_exact("Q> ")
     slow_llm.enqueue(Fail(401))
@@ -110,8 +112,6 @@ def test_an_llm_error_is_printed_and_the_repl_goes_on(
 
 
 def test_piped_questions_are_answered_one_per_line(stack: dict[str, str]) -> None:
-    import subprocess
-
     result = subprocess.run(
         [FAME, "chat", "--no-stream"],
         input="first\n\nsecond\n",
@@ -126,14 +126,16 @@ def test_piped_questions_are_answered_one_per_line(stack: dict[str, str]) -> Non
     assert result.stdout.rstrip().endswith("goodbye")
 
 
-def test_unreachable_sentinel_and_missing_agent_exit_with_code_two(processes: ProcessPool) -> None:
-    import subprocess
+@pytest_asyncio.fixture
+async def empty_sentinel(processes: ProcessPool) -> OurSentinel:
+    """A sentinel no agent attaches to."""
+    return await processes.our_sentinel(node_id="emptySentinel1")
 
-    from support.processes import admission_url, free_port
 
+def test_unreachable_sentinel_and_missing_agent_exit_with_code_two(
+    empty_sentinel: OurSentinel,
+) -> None:
     env = {"FAME_DIRECT_ADMISSION_URL": admission_url(free_port())}
-    import os
-
     result = subprocess.run(
         [FAME, "chat"],
         input="",
@@ -146,11 +148,10 @@ def test_unreachable_sentinel_and_missing_agent_exit_with_code_two(processes: Pr
     assert "cannot reach the sentinel at ws://127.0.0.1:" in result.stderr
     assert "Traceback" not in result.stderr
 
-    sentinel = processes.our_sentinel(node_id="emptySentinel1")
     result = subprocess.run(
         [FAME, "chat"],
         input="",
-        env={**os.environ, **sentinel.node_env()},
+        env={**os.environ, **empty_sentinel.node_env()},
         capture_output=True,
         text=True,
         timeout=30,

@@ -13,11 +13,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.processes import ProcessPool, free_port
+import pytest_asyncio
+from support.pool import ProcessPool
 from test_replicas import RedisProcess, fame, redis_binary, store_url
 
 from famefabric.chat.conversation import ConversationState
 from famefabric.chat.store import open_store
+from famefabric.testing import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
 
@@ -26,10 +28,10 @@ __all__ = ["redis_binary"]  # a fixture of this module too
 _databases = itertools.count(1)
 
 
-@pytest.fixture(scope="module")
-def module_redis(module_processes: ProcessPool, redis_binary: str) -> RedisProcess:
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def module_redis(module_processes: ProcessPool, redis_binary: str) -> RedisProcess:
     """One Redis server for the module; each test takes a database of its own."""
-    return RedisProcess(module_processes, redis_binary, persistent=False)
+    return await RedisProcess.start_new(module_processes, redis_binary, persistent=False)
 
 
 @pytest.fixture(params=["sqlite", "redis"])

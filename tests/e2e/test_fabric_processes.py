@@ -15,21 +15,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import pytest
-from support.processes import (
-    OUR_PYTHON,
-    REPO_ROOT,
-    ManagedProcess,
-    OurSentinel,
-    ProcessPool,
-    our_echo_agent,
-    poll_async,
-    start_agents,
-)
+import pytest_asyncio
+from support.agents import our_echo_agent, start_agents
+from support.pool import ProcessPool
+from support.procs import OUR_PYTHON, REPO_ROOT, ManagedProcess, wait_for
+from support.sentinels import OurSentinel
 
 from famefabric import ConnectionClosed, FameFabric, NoRoute
 from famefabric.agent import RemoteAgent
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60), pytest.mark.asyncio(loop_scope="module")]
 
 ECHO = "echo@fame.fabric"
 NOBODY = "nobody@fame.fabric"
@@ -40,19 +35,19 @@ PROMPT = 5.0
 """Seconds within which a caller must learn that its call cannot succeed."""
 
 
-def start_example_agent(pool: ProcessPool, sentinel: OurSentinel) -> ManagedProcess:
+async def start_example_agent(pool: ProcessPool, sentinel: OurSentinel) -> ManagedProcess:
     """Start ``examples/echo/agent.py`` and wait until the sentinel has its binding."""
     binds = sentinel.bound_count(ECHO)
     agent = pool.spawn("example-agent", [OUR_PYTHON, EXAMPLE_AGENT], env=sentinel.node_env())
-    sentinel.wait_bound(ECHO, count=binds + 1, after=agent)
+    await sentinel.wait_bound(ECHO, count=binds + 1, after=agent)
     return agent
 
 
-@pytest.fixture(scope="module")
-def shared_sentinel(module_processes: ProcessPool) -> OurSentinel:
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def shared_sentinel(module_processes: ProcessPool) -> OurSentinel:
     """One sentinel with the example echo agent, for tests that kill nothing."""
-    sentinel = module_processes.our_sentinel(node_id="e2eShared01")
-    start_example_agent(module_processes, sentinel)
+    sentinel = await module_processes.our_sentinel(node_id="e2eShared01")
+    await start_example_agent(module_processes, sentinel)
     return sentinel
 
 
@@ -67,18 +62,18 @@ async def attached(
         yield fabric
 
 
-def test_echo_example_client_prints_the_agent_answers(
+async def test_echo_example_client_prints_the_agent_answers(
     shared_sentinel: OurSentinel, processes: ProcessPool
 ) -> None:
     """The example client's unary call, stream and task all come back through the sentinel."""
     client = processes.spawn(
         "example-client", [OUR_PYTHON, EXAMPLE_CLIENT], env=shared_sentinel.node_env()
     )
-    assert client.wait_exit(timeout=20) == 0, client.describe()
+    assert await client.wait_exit(20) == 0, client.describe()
     assert client.stdout() == EXAMPLE_OUTPUT, client.describe()
 
 
-def test_show_envelopes_prints_envelopes_on_stderr_and_keeps_stdout_clean(
+async def test_show_envelopes_prints_envelopes_on_stderr_and_keeps_stdout_clean(
     shared_sentinel: OurSentinel, processes: ProcessPool
 ) -> None:
     """``FAME_SHOW_ENVELOPES=true`` writes every envelope to stderr, never to stdout."""
@@ -87,7 +82,7 @@ def test_show_envelopes_prints_envelopes_on_stderr_and_keeps_stdout_clean(
         [OUR_PYTHON, EXAMPLE_CLIENT],
         env=shared_sentinel.node_env({"FAME_SHOW_ENVELOPES": "true"}),
     )
-    assert client.wait_exit(timeout=20) == 0, client.describe()
+    assert await client.wait_exit(20) == 0, client.describe()
     assert client.stdout() == EXAMPLE_OUTPUT, client.describe()
     stderr = client.stderr()
     assert "sent envelope" in stderr and "received envelope" in stderr, client.describe()
@@ -115,21 +110,21 @@ async def test_call_to_an_unknown_address_fails_at_once_naming_it(
         assert time.monotonic() - started < 2.0
 
 
-@pytest.fixture
-def sentinel(processes: ProcessPool) -> OurSentinel:
+@pytest_asyncio.fixture(loop_scope="module")
+async def sentinel(processes: ProcessPool) -> OurSentinel:
     """A sentinel of the test's own, which the test may kill or restart."""
-    return processes.our_sentinel(node_id="e2eOwn01")
+    return await processes.our_sentinel(node_id="e2eOwn01")
 
 
 async def test_caller_gets_a_prompt_error_when_the_agent_is_killed_mid_call(
     sentinel: OurSentinel, processes: ProcessPool
 ) -> None:
     """SIGKILL during a call: the sentinel NACKs it, the caller fails in seconds, not 10 s."""
-    (agent,) = await asyncio.to_thread(start_agents, processes, sentinel, [our_echo_agent(ECHO)])
+    (agent,) = await start_agents(processes, sentinel, [our_echo_agent(ECHO)])
     async with attached(sentinel) as fabric:
         echo = RemoteAgent(ECHO, fabric=fabric)
         call = asyncio.ensure_future(echo.sleep(seconds=8.0))
-        await agent.wait_for_line_async(r"^SLEEPING ", within=10, what="the start of the call")
+        await agent.wait_for_line(r"^SLEEPING ", within=10, what="the start of the call")
         killed_at = time.monotonic()
         agent.kill9()
         with pytest.raises((NoRoute, ConnectionClosed)) as caught:
@@ -148,13 +143,13 @@ async def test_agent_rebinds_after_a_sentinel_restart_and_the_next_call_works(
     sentinel: OurSentinel, processes: ProcessPool
 ) -> None:
     """Same id, same port: the agent re-attaches and re-binds; a live client calls it again."""
-    await asyncio.to_thread(start_example_agent, processes, sentinel)
+    await start_example_agent(processes, sentinel)
     async with attached(sentinel, call_timeout=15.0) as fabric:
         echo = RemoteAgent(ECHO, fabric=fabric)
         assert await echo.echo("before") == "before"
 
-        await asyncio.to_thread(sentinel.restart)
-        await asyncio.to_thread(sentinel.wait_bound, ECHO, timeout=20)
+        await sentinel.restart()
+        await sentinel.wait_bound(ECHO, within=20)
 
         assert await echo.echo("after") == "after"
         assert fabric.node.sentinel_id == sentinel.node_id
@@ -164,10 +159,10 @@ async def test_two_replicas_share_an_address_and_the_survivor_serves_alone(
     sentinel: OurSentinel, processes: ProcessPool
 ) -> None:
     """Both replicas answer calls to one address; killing one leaves the other serving."""
-    first, second = await asyncio.to_thread(
-        start_agents, processes, sentinel, [our_echo_agent(ECHO), our_echo_agent(ECHO)]
+    first, second = await start_agents(
+        processes, sentinel, [our_echo_agent(ECHO), our_echo_agent(ECHO)]
     )
-    ids = {process: _ready_id(process) for process in (first, second)}
+    ids = {process: await _ready_id(process) for process in (first, second)}
     async with attached(sentinel) as fabric:
         echo = RemoteAgent(ECHO, fabric=fabric)
         answers = {await echo.whoami() for _ in range(30)}
@@ -179,12 +174,12 @@ async def test_two_replicas_share_an_address_and_the_survivor_serves_alone(
         assert set(answers_after) == {ids[second]}
 
 
-def _ready_id(process: ManagedProcess) -> str:
-    match = process.wait_for_line(r"^READY agent id=(\S+)", timeout=1)
+async def _ready_id(process: ManagedProcess) -> str:
+    match = await process.wait_for_line(r"^READY agent id=(\S+)", within=1)
     return match.group(1)
 
 
 async def _wait_detached(sentinel: OurSentinel, node_id: str) -> None:
     pattern = f"node {node_id} detached"
-    if not await poll_async(lambda: pattern in sentinel.process.stderr(), within=PROMPT):
+    if not await wait_for(lambda: pattern in sentinel.process.stderr(), within=PROMPT):
         raise sentinel.process.fail(f"the sentinel did not log {pattern!r} within {PROMPT:g} s")

@@ -31,21 +31,12 @@ from pathlib import Path
 
 import pexpect
 import pytest
-from support.processes import (
-    FAME,
-    OUR_PYTHON,
-    REPO_ROOT,
-    AgentSpec,
-    ClientJob,
-    ManagedProcess,
-    OurSentinel,
-    ProcessPool,
-    base_env,
-    free_port,
-    our_chat_agent,
-    run_clients,
-    start_agents,
-)
+import pytest_asyncio
+from support.agents import AgentSpec, our_chat_agent, start_agents, wait_agent_ready
+from support.clients import ClientJob, run_clients
+from support.pool import ProcessPool
+from support.procs import FAME, OUR_PYTHON, REPO_ROOT, ManagedProcess, base_env
+from support.sentinels import OurSentinel
 
 from famefabric import Agent, ConnectionClosed, FameFabric, NoRoute, RemoteError
 from famefabric.agent import RemoteAgent
@@ -53,7 +44,7 @@ from famefabric.chat.agent import LEASE_TTL
 from famefabric.chat.conversation import ConversationState
 from famefabric.chat.store import open_store
 from famefabric.protocol.ids import new_id
-from famefabric.testing import Delay, OpenAIStubServer
+from famefabric.testing import Delay, OpenAIStubServer, free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
 
@@ -106,6 +97,9 @@ def redis_binary() -> str:
 class RedisProcess:
     """A redis-server of the test's own on a free port, which the test may kill and start again.
 
+    ``redis-server --port 0`` would disable TCP, so it gets a free port chosen
+    beforehand (:meth:`start_new` creates and starts one).
+
     Args:
         pool: owns the process; its data directory goes next to the logs.
         binary: the path of redis-server.
@@ -133,18 +127,24 @@ class RedisProcess:
             os.fspath(data),
         ]
         self.process = pool.spawn(f"redis-{self.port}", argv, start=False)
-        self.start()
+
+    @classmethod
+    async def start_new(cls, pool: ProcessPool, binary: str, *, persistent: bool) -> RedisProcess:
+        """Create a server and wait until it takes connections."""
+        redis = cls(pool, binary, persistent=persistent)
+        await redis.start()
+        return redis
 
     @property
     def url(self) -> str:
         """The URL of its database 0."""
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self) -> None:
+    async def start(self) -> None:
         """Start the server and wait until it takes connections."""
         self.process.start()
-        self.process.wait_for_line(
-            r"Ready to accept connections", timeout=10, what="that it accepts connections"
+        await self.process.wait_for_line(
+            r"Ready to accept connections", within=10, what="that it accepts connections"
         )
 
     def kill9(self) -> None:
@@ -158,10 +158,10 @@ def chat_replica(llm_url: str, store: str) -> AgentSpec:
     return replace(spec, name="chat-replica", env={**spec.env, "CHAT_STORE": store})
 
 
-def start_again(agent: ManagedProcess, spec: AgentSpec) -> None:
+async def start_again(agent: ManagedProcess, spec: AgentSpec) -> None:
     """Start a killed agent with the same command and wait until it serves again."""
     agent.start()
-    agent.wait_for_line(spec.ready, stream=spec.stream, what="that it serves again")
+    await wait_agent_ready(agent, spec)
 
 
 def started_conversations(agent: ManagedProcess) -> set[str]:
@@ -242,9 +242,9 @@ async def test_a_conversation_outlives_a_kill_9_of_its_agent_and_fame_chat_resum
 ) -> None:
     """Three turns, SIGKILL, the same agent on the same file: the fourth turn sees them all."""
     store = store_url(tmp_path / "conversations.db")
-    sentinel = processes.our_sentinel(node_id="resumeSentinel1")
+    sentinel = await processes.our_sentinel(node_id="resumeSentinel1")
     spec = chat_replica(llm.url, store)
-    (agent,) = await asyncio.to_thread(start_agents, processes, sentinel, [spec])
+    (agent,) = await start_agents(processes, sentinel, [spec])
     conversation = new_id()
     questions = ["my name is Ada", "I like tea", "and biscuits"]
     async with chat_client(sentinel) as chat:
@@ -254,7 +254,7 @@ async def test_a_conversation_outlives_a_kill_9_of_its_agent_and_fame_chat_resum
             assert reply == answer(turn, question)
 
     agent.kill9()
-    await asyncio.to_thread(start_again, agent, spec)
+    await start_again(agent, spec)
 
     resumed = processes.spawn(
         "fame-chat-resume",
@@ -263,7 +263,7 @@ async def test_a_conversation_outlives_a_kill_9_of_its_agent_and_fame_chat_resum
         stdin_pipe=True,
     )
     resumed.send_stdin(b"what is my name?\n")
-    assert await asyncio.to_thread(resumed.wait_exit, 30) == 0, resumed.describe()
+    assert await resumed.wait_exit(30) == 0, resumed.describe()
     output = resumed.stdout()
     assert f"conversation {conversation} resumed (6 messages)" in output, resumed.describe()
     assert "A> echo(8): what is my name?" in output, resumed.describe()
@@ -284,9 +284,9 @@ async def test_a_turn_cut_by_a_kill_9_fails_promptly_leaves_no_half_turn_and_com
 ) -> None:
     """The caller learns of the crash at once; the retry under the same turn id counts once."""
     store = store_url(tmp_path / "conversations.db")
-    sentinel = processes.our_sentinel(node_id="cutSentinel01")
+    sentinel = await processes.our_sentinel(node_id="cutSentinel01")
     spec = chat_replica(llm.url, store)
-    (agent,) = await asyncio.to_thread(start_agents, processes, sentinel, [spec])
+    (agent,) = await start_agents(processes, sentinel, [spec])
     conversation = new_id()
     async with chat_client(sentinel, call_timeout=LEASE_EXPIRY) as chat:
         await start_conversation(chat, conversation)
@@ -306,7 +306,7 @@ async def test_a_turn_cut_by_a_kill_9_fails_promptly_leaves_no_half_turn_and_com
         assert CHAT in str(caught.value) and "disconnected before replying" in str(caught.value)
         assert messages(await load(store, conversation)) == history_of(["first"])
 
-        await asyncio.to_thread(start_again, agent, spec)
+        await start_again(agent, spec)
         retried = await chat.run_turn(conversation, "second", turn_id=cut)
         assert retried == answer(1, "second")
         asked = len(llm.requests)
@@ -321,22 +321,24 @@ async def test_a_turn_cut_by_a_kill_9_fails_promptly_leaves_no_half_turn_and_com
 # -- two replicas on one store ------------------------------------------------------
 
 
-@pytest.fixture(params=["sqlite", "redis"])
-def shared_store(request: pytest.FixtureRequest, processes: ProcessPool, tmp_path: Path) -> str:
+@pytest_asyncio.fixture(params=["sqlite", "redis"])
+async def shared_store(
+    request: pytest.FixtureRequest, processes: ProcessPool, tmp_path: Path
+) -> str:
     """The store URL that the replicas share: one SQLite file, or one Redis server."""
     if request.param == "sqlite":
         return store_url(tmp_path / "conversations.db")
     binary: str = request.getfixturevalue("redis_binary")
-    return RedisProcess(processes, binary, persistent=False).url
+    return (await RedisProcess.start_new(processes, binary, persistent=False)).url
 
 
 async def test_two_replicas_share_conversations_and_the_survivor_of_a_kill_9_carries_them_on(
     processes: ProcessPool, llm: OpenAIStubServer, shared_store: str
 ) -> None:
     """20 conversations spread over both; the survivor goes on with the dead one's, history and all."""
-    sentinel = processes.our_sentinel(node_id="twoSentinel01")
+    sentinel = await processes.our_sentinel(node_id="twoSentinel01")
     spec = chat_replica(llm.url, shared_store)
-    replicas = await asyncio.to_thread(start_agents, processes, sentinel, [spec, spec])
+    replicas = await start_agents(processes, sentinel, [spec, spec])
     conversations = [f"shared-{index:02d}-{new_id()}" for index in range(20)]
 
     async def first_turn(chat: RemoteAgent, conversation: str) -> None:
@@ -383,13 +385,13 @@ async def test_two_replicas_share_conversations_and_the_survivor_of_a_kill_9_car
 # -- a sentinel restart under a REPL ------------------------------------------------
 
 
-def test_fame_chat_reconnects_after_a_sentinel_restart_and_answers_the_next_question(
+async def test_fame_chat_reconnects_after_a_sentinel_restart_and_answers_the_next_question(
     processes: ProcessPool, llm: OpenAIStubServer, tmp_path: Path
 ) -> None:
     """Same id, same port: the REPL says it reconnects, the agent binds again by itself."""
-    sentinel = processes.our_sentinel(node_id="restartSentinel1")
+    sentinel = await processes.our_sentinel(node_id="restartSentinel1")
     spec = chat_replica(llm.url, store_url(tmp_path / "conversations.db"))
-    (agent,) = start_agents(processes, sentinel, [spec])
+    (agent,) = await start_agents(processes, sentinel, [spec])
     child = pexpect.spawn(
         os.fspath(FAME), ["chat"], env=base_env(sentinel.node_env()), encoding="utf-8", timeout=20
     )
@@ -400,10 +402,10 @@ def test_fame_chat_reconnects_after_a_sentinel_restart_and_answers_the_next_ques
         child.expect(r"A> echo\(2\): before the restart\r\n")
         child.expect_exact("Q> ")
 
-        sentinel.restart()
+        await sentinel.restart()
         child.expect(r"\[connection to the sentinel lost; reconnecting in \d+\.\d s\]")
         child.expect_exact("[reconnected]")
-        sentinel.wait_bound(CHAT, after=agent, timeout=20)
+        await sentinel.wait_bound(CHAT, after=agent, within=20)
 
         child.sendline("after the restart")
         child.expect(r"A> echo\(4\): after the restart\r\n")
@@ -430,16 +432,16 @@ async def _kill_redis_fail_a_turn_and_start_it_again(
     assert time.monotonic() - started < STORE_DOWN_PROMPT
     assert caught.value.data == {"code": "store_unavailable"}
     assert f"conversation store {redis.url} is unavailable" in caught.value.message
-    await asyncio.to_thread(redis.start)
+    await redis.start()
 
 
 async def test_turns_fail_clearly_while_redis_is_down_and_a_persisted_conversation_goes_on(
     processes: ProcessPool, llm: OpenAIStubServer, redis_binary: str
 ) -> None:
     """With an append-only file synced on every write, a killed Redis keeps the conversation."""
-    redis = RedisProcess(processes, redis_binary, persistent=True)
-    sentinel = processes.our_sentinel(node_id="redisSentinel01")
-    await asyncio.to_thread(start_agents, processes, sentinel, [chat_replica(llm.url, redis.url)])
+    redis = await RedisProcess.start_new(processes, redis_binary, persistent=True)
+    sentinel = await processes.our_sentinel(node_id="redisSentinel01")
+    await start_agents(processes, sentinel, [chat_replica(llm.url, redis.url)])
     conversation = new_id()
     async with chat_client(sentinel) as chat:
         await start_conversation(chat, conversation)
@@ -455,9 +457,9 @@ async def test_a_conversation_lost_with_an_unpersisted_redis_gets_a_clear_no_con
     processes: ProcessPool, llm: OpenAIStubServer, redis_binary: str
 ) -> None:
     """Without persistence, Redis comes back empty: the turn says so, and a new start works."""
-    redis = RedisProcess(processes, redis_binary, persistent=False)
-    sentinel = processes.our_sentinel(node_id="redisSentinel02")
-    await asyncio.to_thread(start_agents, processes, sentinel, [chat_replica(llm.url, redis.url)])
+    redis = await RedisProcess.start_new(processes, redis_binary, persistent=False)
+    sentinel = await processes.our_sentinel(node_id="redisSentinel02")
+    await start_agents(processes, sentinel, [chat_replica(llm.url, redis.url)])
     conversation = new_id()
     async with chat_client(sentinel) as chat:
         await start_conversation(chat, conversation)
@@ -540,15 +542,14 @@ async def test_200_conversations_over_3_replicas_lose_and_duplicate_no_turn_acro
     processes: ProcessPool, redis_binary: str
 ) -> None:
     """4,000 turns, 50 conversations at a time; halfway a replica is killed and started again."""
-    redis = RedisProcess(processes, redis_binary, persistent=False)
-    llm_port = free_port()
+    redis = await RedisProcess.start_new(processes, redis_binary, persistent=False)
     llm = processes.spawn(
-        "llm", [OUR_PYTHON, "-m", "famefabric.testing.openai_server", "--port", str(llm_port)]
+        "llm", [OUR_PYTHON, "-m", "famefabric.testing.openai_server", "--port", "0"]
     )
-    llm_url = llm.wait_for_line(r"^listening on (\S+)", timeout=20).group(1)
-    sentinel = processes.our_sentinel(node_id="loadSentinel01")
+    llm_url = (await llm.wait_for_line(r"^listening on (\S+)", within=20)).group(1)
+    sentinel = await processes.our_sentinel(node_id="loadSentinel01")
     spec = chat_replica(llm_url, redis.url)
-    replicas = await asyncio.to_thread(start_agents, processes, sentinel, [spec] * 3)
+    replicas = await start_agents(processes, sentinel, [spec] * 3)
     victim = replicas[0]
     conversations = [f"load-{index:03d}-{new_id()}" for index in range(CONVERSATIONS)]
 
@@ -558,7 +559,7 @@ async def test_200_conversations_over_3_replicas_lose_and_duplicate_no_turn_acro
         async def kill_and_restart_halfway() -> None:
             await driver.halfway.wait()
             victim.kill9()
-            await asyncio.to_thread(start_again, victim, spec)
+            await start_again(victim, spec)
 
         slots = asyncio.Semaphore(CONCURRENCY)
         fault = asyncio.ensure_future(kill_and_restart_halfway())
@@ -583,14 +584,14 @@ async def test_200_conversations_over_3_replicas_lose_and_duplicate_no_turn_acro
 
 
 @pytest.mark.interop
-def test_a_naylence_client_holds_a_conversation_with_two_of_our_replicas_behind_our_sentinel(
+async def test_a_naylence_client_holds_a_conversation_with_two_of_our_replicas_behind_our_sentinel(
     interop_venv: Path, processes: ProcessPool, llm: OpenAIStubServer, tmp_path: Path
 ) -> None:
     """The reference client's chat scenario passes, served by one of the two replicas."""
-    sentinel = processes.our_sentinel(node_id="interopSentinel1")
+    sentinel = await processes.our_sentinel(node_id="interopSentinel1")
     spec = chat_replica(llm.url, store_url(tmp_path / "conversations.db"))
-    replicas = start_agents(processes, sentinel, [spec, spec])
-    (run,) = run_clients(processes, [ClientJob("naylence", "chat", sentinel, address=CHAT)])
+    replicas = await start_agents(processes, sentinel, [spec, spec])
+    (run,) = await run_clients(processes, [ClientJob("naylence", "chat", sentinel, address=CHAT)])
     steps = {step["step"]: step for step in run.steps}
     report = json.dumps(run.report)[:2000]
     conversation = steps["start_task"]["value"]["id"]

@@ -28,33 +28,34 @@ import asyncio
 import json
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support.processes import (
-    FAME,
+import pytest_asyncio
+from support.agents import (
     AgentSpec,
-    ClientJob,
-    ClientRun,
-    ManagedProcess,
-    NaylenceSentinel,
-    OurSentinel,
-    ProcessPool,
     naylence_chat_agent,
     naylence_echo_agent,
     our_chat_agent,
     our_echo_agent,
-    run_clients,
     start_agents,
 )
+from support.clients import ClientJob, ClientRun, run_clients
+from support.pool import ProcessPool
+from support.procs import FAME, ManagedProcess
+from support.sentinels import NaylenceSentinel, OurSentinel
 from websockets.asyncio.client import ClientConnection, connect
 
 from famefabric.testing.openai_server import OpenAIStubServer
 
-pytestmark = [pytest.mark.interop, pytest.mark.timeout(180)]
+pytestmark = [
+    pytest.mark.interop,
+    pytest.mark.timeout(180),
+    pytest.mark.asyncio(loop_scope="module"),
+]
 
 OURS = "ours"
 NAYLENCE = "naylence"
@@ -131,13 +132,13 @@ class Stack:
             raise dead[0].fail(f"processes of the shared stack exited: {names}", *dead[1:])
 
 
-@pytest.fixture(scope="module")
-def stack(
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def stack(
     interop_venv: Path, module_processes: ProcessPool, openai_stub: OpenAIStubServer
 ) -> Stack:
     """Both sentinels, each with our and the Naylence echo/tasks and chat agents attached."""
-    naylence = module_processes.naylence_sentinel(node_id="refSentinel01", wait=False)
-    ours = module_processes.our_sentinel(node_id="ourSentinel01")
+    naylence = await module_processes.naylence_sentinel(node_id="refSentinel01", wait=False)
+    ours = await module_processes.our_sentinel(node_id="ourSentinel01")
     sentinels: dict[str, OurSentinel | NaylenceSentinel] = {OURS: ours, NAYLENCE: naylence}
 
     def specs() -> list[AgentSpec]:
@@ -151,9 +152,9 @@ def stack(
         ]
 
     # Agents of our sentinel start while the Naylence sentinel is still starting.
-    agents = start_agents(module_processes, ours, specs())
-    naylence.start()
-    agents += start_agents(module_processes, naylence, specs())
+    agents = await start_agents(module_processes, ours, specs())
+    await naylence.start()
+    agents += await start_agents(module_processes, naylence, specs())
     return Stack(sentinels=sentinels, agents=agents)
 
 
@@ -185,13 +186,13 @@ class Matrix:
             timeout=CALL_TIMEOUT,
         )
 
-    def run(self, combo: Combo, scenario: str) -> ClientRun:
+    async def run(self, combo: Combo, scenario: str) -> ClientRun:
         """The report of ``scenario`` in ``combo`` (running the combination if needed)."""
         key = self._key(combo, scenario)
         if key not in self._runs:
             self._stack.require_running()
             missing = [s for s in SCENARIO_TARGETS if self._key(combo, s) not in self._runs]
-            runs = run_clients(self._pool, [self._job(combo, s) for s in missing], parallel=8)
+            runs = await run_clients(self._pool, [self._job(combo, s) for s in missing], parallel=8)
             for name, client_run in zip(missing, runs, strict=True):
                 self._runs[self._key(combo, name)] = client_run
         return self._runs[key]
@@ -257,10 +258,10 @@ def artifact_steps(items: list[Any]) -> list[int]:
 
 
 @pytest.mark.parametrize("combo", COMBOS, ids=COMBO_IDS)
-def test_unary_operations_return_the_reference_values(combo: Combo, matrix: Matrix) -> None:
+async def test_unary_operations_return_the_reference_values(combo: Combo, matrix: Matrix) -> None:
     """C-03: kwargs, positional args and a None result come back as from the reference."""
-    run = matrix.run(combo, "ops")
-    baseline = matrix.run(BASELINE, "ops")
+    run = await matrix.run(combo, "ops")
+    baseline = await matrix.run(BASELINE, "ops")
     expected = {"echo": "hello", "echo_positional": "positional", "add": 7, "nothing": None}
     for name, value in expected.items():
         assert step(baseline, name)["value"] == value, explain(baseline)
@@ -271,12 +272,12 @@ def test_unary_operations_return_the_reference_values(combo: Combo, matrix: Matr
 
 
 @pytest.mark.parametrize("combo", COMBOS, ids=COMBO_IDS)
-def test_streams_yield_items_then_end_or_fail_like_the_reference(
+async def test_streams_yield_items_then_end_or_fail_like_the_reference(
     combo: Combo, matrix: Matrix
 ) -> None:
     """C-04: items then the end marker; an empty stream; an error after two items."""
-    run = matrix.run(combo, "stream")
-    baseline = matrix.run(BASELINE, "stream")
+    run = await matrix.run(combo, "stream")
+    baseline = await matrix.run(BASELINE, "stream")
     for name in ("count", "count_zero", "count_then_fail"):
         ours, reference = step(run, name), step(baseline, name)
         assert ours["ok"] == reference["ok"], explain(run)
@@ -287,9 +288,11 @@ def test_streams_yield_items_then_end_or_fail_like_the_reference(
 
 
 @pytest.mark.parametrize("combo", COMBOS, ids=COMBO_IDS)
-def test_operation_errors_reach_the_caller_with_their_message(combo: Combo, matrix: Matrix) -> None:
+async def test_operation_errors_reach_the_caller_with_their_message(
+    combo: Combo, matrix: Matrix
+) -> None:
     """C-06: raised exceptions, unknown methods and missing arguments."""
-    run = matrix.run(combo, "errors")
+    run = await matrix.run(combo, "errors")
     for name in ("boom", "unknown_method", "bad_args", "raw_unknown_method", "fail"):
         assert not step(run, name)["ok"], explain(run)
     assert "kaboom" in error_of(step(run, "boom"))
@@ -313,11 +316,11 @@ def test_operation_errors_reach_the_caller_with_their_message(combo: Combo, matr
 
 
 @pytest.mark.parametrize("combo", COMBOS, ids=COMBO_IDS)
-def test_calls_to_unknown_addresses_fail_fast_naming_the_address(
+async def test_calls_to_unknown_addresses_fail_fast_naming_the_address(
     combo: Combo, matrix: Matrix
 ) -> None:
     """C-05: the sentinel NACKs at once; the caller fails well before any timeout."""
-    run = matrix.run(combo, "unknown")
+    run = await matrix.run(combo, "unknown")
     for name, address in (
         ("invoke_unbound_logical", NOBODY),
         ("invoke_unknown_physical", UNKNOWN_PHYSICAL),
@@ -330,7 +333,7 @@ def test_calls_to_unknown_addresses_fail_fast_naming_the_address(
     assert streamed["secs"] < FAST, explain(run)
     if combo.client == NAYLENCE:
         # The reference client turns a NACK in a stream into one -32099 error item (§7.7).
-        baseline = step(matrix.run(BASELINE, "unknown"), "stream_unbound_logical")
+        baseline = step(await matrix.run(BASELINE, "unknown"), "stream_unbound_logical")
         assert streamed["ok"] == baseline["ok"], explain(run)
         (item,) = streamed["items"]
         assert item["error"]["code"] == -32099, explain(run)
@@ -350,11 +353,11 @@ def test_calls_to_unknown_addresses_fail_fast_naming_the_address(
 
 
 @pytest.mark.parametrize("combo", COMBOS, ids=COMBO_IDS)
-def test_a2a_background_tasks_run_subscribe_and_cancel_like_the_reference(
+async def test_a2a_background_tasks_run_subscribe_and_cancel_like_the_reference(
     combo: Combo, matrix: Matrix
 ) -> None:
     """C-07: send, get, subscribe (+ unsubscribe), cancel, errors and run_task."""
-    run = matrix.run(combo, "a2a")
+    run = await matrix.run(combo, "a2a")
     assert task_state(step(run, "tasks_send")["value"]) == "working", explain(run)
     # The task takes 0.4 s; a slow machine may see it finished already.
     assert task_state(step(run, "tasks_get")["value"]) in ("working", "completed"), explain(run)
@@ -395,9 +398,9 @@ def test_a2a_background_tasks_run_subscribe_and_cancel_like_the_reference(
 
 
 @pytest.mark.parametrize("combo", COMBOS, ids=COMBO_IDS)
-def test_a2a_on_a_plain_agent_runs_tasks_synchronously(combo: Combo, matrix: Matrix) -> None:
+async def test_a2a_on_a_plain_agent_runs_tasks_synchronously(combo: Combo, matrix: Matrix) -> None:
     """C-35: tasks/send runs run_task; get, cancel and subscribe as each agent defines them."""
-    run = matrix.run(combo, "a2a_base")
+    run = await matrix.run(combo, "a2a_base")
     for name, payload in (("tasks_send_text", "hi"), ("tasks_send_data", {"a": 1})):
         task = step(run, name)["value"]
         assert task_state(task) == "completed", explain(run)
@@ -429,11 +432,11 @@ def test_a2a_on_a_plain_agent_runs_tasks_synchronously(combo: Combo, matrix: Mat
 
 
 @pytest.mark.parametrize("combo", COMBOS, ids=COMBO_IDS)
-def test_eighty_sequential_calls_all_succeed_across_credit_windows(
+async def test_eighty_sequential_calls_all_succeed_across_credit_windows(
     combo: Combo, matrix: Matrix
 ) -> None:
     """C-27/C-28: 80 calls cross several 32-credit windows on every hop; none stalls."""
-    run = matrix.run(combo, "many")
+    run = await matrix.run(combo, "many")
     record = step(run, "many")
     assert record["ok"] and record["value"] == 80, record
     assert_clean_exit(run)
@@ -445,9 +448,9 @@ def test_eighty_sequential_calls_all_succeed_across_credit_windows(
 
 
 @pytest.mark.parametrize("combo", COMBOS, ids=COMBO_IDS)
-def test_stateful_conversation_keeps_history_and_ends(combo: Combo, matrix: Matrix) -> None:
+async def test_stateful_conversation_keeps_history_and_ends(combo: Combo, matrix: Matrix) -> None:
     """C-01: start, two turns with history, end; a turn after the end fails; duplicates."""
-    run = matrix.run(combo, "chat")
+    run = await matrix.run(combo, "chat")
     start = step(run, "start_task")
     assert start["ok"] and task_state(start["value"]) == "working", explain(run)
     conversation = start["value"]["id"]
@@ -491,7 +494,7 @@ def chat_transcript(stdout: str) -> list[str]:
     [(NAYLENCE, NAYLENCE), (OURS, OURS), (NAYLENCE, OURS), (OURS, NAYLENCE)],
     ids=lambda kind: str(kind),
 )
-def test_fame_chat_answers_piped_questions(
+async def test_fame_chat_answers_piped_questions(
     sentinel_kind: str, agent_kind: str, stack: Stack, module_processes: ProcessPool
 ) -> None:
     """``fame chat`` with questions on stdin, one per line, prints one ``A> `` line each."""
@@ -513,7 +516,7 @@ def test_fame_chat_answers_piped_questions(
         stdin_pipe=True,
     )
     chat.send_stdin(b"hello\nhow are you\n")
-    status = chat.wait_exit(timeout=30)
+    status = await chat.wait_exit(30)
     assert status == 0, chat.describe()
     assert chat_transcript(chat.stdout()) == [
         "A> echo(2): hello",
@@ -604,14 +607,14 @@ async def test_malformed_envelopes_are_dropped_and_the_connection_keeps_working(
 
 
 @pytest.mark.parametrize("sentinel_kind", [OURS, NAYLENCE])
-def test_two_copies_of_our_client_get_different_ids_and_both_succeed(
+async def test_two_copies_of_our_client_get_different_ids_and_both_succeed(
     sentinel_kind: str, stack: Stack, module_processes: ProcessPool
 ) -> None:
     """C-13: our nodes pick random ids, so two copies of one script never replace each other."""
     stack.require_running()
     sentinel = stack.sentinels[sentinel_kind]
     job = ClientJob(OURS, "ops", sentinel, ADDRESSES[sentinel_kind]["echo"], CALL_TIMEOUT)
-    first, second = run_clients(module_processes, [job, job], parallel=2)
+    first, second = await run_clients(module_processes, [job, job], parallel=2)
     assert first.report["node_id"] != second.report["node_id"]
     for run in (first, second):
         assert all(record["ok"] for record in run.steps), explain(run)
@@ -622,13 +625,13 @@ def test_two_copies_of_our_client_get_different_ids_and_both_succeed(
 # ---------------------------------------------------------------------------
 
 
-@pytest.fixture
-def restartable_stack(
+@pytest_asyncio.fixture(loop_scope="module")
+async def restartable_stack(
     interop_venv: Path, processes: ProcessPool
-) -> Iterator[tuple[OurSentinel, list[ManagedProcess]]]:
+) -> AsyncIterator[tuple[OurSentinel, list[ManagedProcess]]]:
     """Our sentinel with a Naylence and our echo agent, for tests that restart or kill."""
-    sentinel = processes.our_sentinel(node_id="ourRestarted01")
-    agents = start_agents(
+    sentinel = await processes.our_sentinel(node_id="ourRestarted01")
+    agents = await start_agents(
         processes,
         sentinel,
         [our_echo_agent(ADDRESSES[OURS]["echo"]), naylence_echo_agent(ADDRESSES[NAYLENCE]["echo"])],
@@ -636,42 +639,42 @@ def restartable_stack(
     yield sentinel, agents
 
 
-def test_agents_reattach_and_serve_after_our_sentinel_restarts(
+async def test_agents_reattach_and_serve_after_our_sentinel_restarts(
     restartable_stack: tuple[OurSentinel, list[ManagedProcess]], processes: ProcessPool
 ) -> None:
     """C-20/C-21: same id, same port: our and the Naylence agent re-bind and answer again."""
     sentinel, agents = restartable_stack
     addresses = [ADDRESSES[OURS]["echo"], ADDRESSES[NAYLENCE]["echo"]]
     jobs = [ClientJob(OURS, "echo", sentinel, address, CALL_TIMEOUT) for address in addresses]
-    for run in run_clients(processes, jobs):
+    for run in await run_clients(processes, jobs):
         assert step(run, "echo")["ok"], explain(run)
 
-    sentinel.restart()
+    await sentinel.restart()
     for address in addresses:
-        sentinel.wait_bound(address, timeout=20)
+        await sentinel.wait_bound(address, within=20)
     for agent in agents:
         assert agent.is_running, agent.describe()
 
-    for run in run_clients(processes, jobs):
+    for run in await run_clients(processes, jobs):
         record = step(run, "echo")
         assert record["ok"] and record["value"] == "hello", explain(run)
 
 
-def test_our_caller_fails_promptly_when_our_agent_dies_mid_call(
+async def test_our_caller_fails_promptly_when_our_agent_dies_mid_call(
     interop_venv: Path, processes: ProcessPool
 ) -> None:
     """C-15: our sentinel NACKs the in-flight request; our caller does not wait 10 s (or 30)."""
-    sentinel = processes.our_sentinel(node_id="ourMidCall01")
-    (agent,) = start_agents(processes, sentinel, [our_echo_agent(ADDRESSES[OURS]["echo"])])
+    sentinel = await processes.our_sentinel(node_id="ourMidCall01")
+    (agent,) = await start_agents(processes, sentinel, [our_echo_agent(ADDRESSES[OURS]["echo"])])
     client = processes.spawn(
         "our-client-sleep",
         ClientJob(OURS, "sleep", sentinel, ADDRESSES[OURS]["echo"], CALL_TIMEOUT).argv(),
         env=sentinel.node_env(),
     )
-    agent.wait_for_line(r"^SLEEPING ", timeout=15, what="the start of the sleep call")
+    await agent.wait_for_line(r"^SLEEPING ", within=15, what="the start of the sleep call")
     killed_at = time.monotonic()
     agent.kill9()
-    client.wait_exit(timeout=CALL_TIMEOUT + 5)
+    await client.wait_exit(CALL_TIMEOUT + 5)
     elapsed = time.monotonic() - killed_at
     report = json.loads(client.stdout().splitlines()[-1])
     (record,) = report["steps"]
@@ -687,11 +690,11 @@ def test_our_caller_fails_promptly_when_our_agent_dies_mid_call(
     [combo for combo in COMBOS if combo.agent == OURS],
     ids=[combo.id for combo in COMBOS if combo.agent == OURS],
 )
-def test_streaming_turn_of_our_chat_agent_reaches_either_client(
+async def test_streaming_turn_of_our_chat_agent_reaches_either_client(
     combo: Combo, matrix: Matrix
 ) -> None:
     """A Naylence client (and ours) consumes ``stream_turn`` piece by piece."""
-    run = matrix.run(combo, "chat_stream")
+    run = await matrix.run(combo, "chat_stream")
     items = step(run, "stream_turn")
     assert items["ok"], explain(run)
     pieces = [str(item) for item in items["items"]]

@@ -404,6 +404,76 @@ async def test_chunked_request_body_is_accepted(server: OpenAIStubServer) -> Non
     assert json.loads(body)["choices"][0]["message"]["content"] == "echo(1): chunked"
 
 
+async def raw_until_closed(server: OpenAIStubServer, request: bytes) -> bytes:
+    """Send ``request`` on a new connection and return everything until the server closes it."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        async with asyncio.timeout(5):
+            return await reader.read(-1)
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"NOT HTTP AT ALL\r\n\r\n",
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-length: -5\r\n\r\n",
+        b"GET /v1/models HTTP/1.1\r\nhost: x\r\n" + b"x-pad: " + b"a" * 200_000 + b"\r\n\r\n",
+        b"GET /v1/models HTTP/1.1\r\nbad header line\r\n\r\n",
+    ],
+    ids=["garbage", "negative-length", "huge-head", "bad-header"],
+)
+async def test_malformed_requests_get_a_json_400_and_the_connection_closes(
+    server: OpenAIStubServer, request_bytes: bytes
+) -> None:
+    answer = await raw_until_closed(server, request_bytes)
+
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 Bad Request"), answer[:200]
+    error = json.loads(body)["error"]
+    assert error["message"].startswith("Malformed HTTP request: ")
+    assert server.requests == []
+
+
+async def test_pipelined_requests_are_answered_in_order_on_one_connection(
+    server: OpenAIStubServer,
+) -> None:
+    def completion(text: str, *, close: bool = False) -> bytes:
+        body = json.dumps({"model": MODEL, "messages": user(text)}).encode()
+        connection = b"connection: close\r\n" if close else b""
+        return (
+            b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+            + connection
+            + b"content-length: %d\r\n\r\n" % len(body)
+            + body
+        )
+
+    answer = await raw_until_closed(server, completion("one") + completion("two", close=True))
+
+    assert answer.count(b"HTTP/1.1 200 OK") == 2
+    assert answer.index(b"echo(1): one") < answer.index(b"echo(1): two")
+    assert server.connection_count == 1
+
+
+async def test_an_http_1_0_stream_ends_with_the_connection(server: OpenAIStubServer) -> None:
+    body = json.dumps({"model": MODEL, "messages": user("old"), "stream": True}).encode()
+    request = (
+        b"POST /v1/chat/completions HTTP/1.0\r\ncontent-type: application/json\r\n"
+        b"content-length: %d\r\n\r\n" % len(body) + body
+    )
+
+    answer = await raw_until_closed(server, request)
+
+    head, _, events = answer.partition(b"\r\n\r\n")
+    assert b"transfer-encoding" not in head.lower()
+    assert events.rstrip().endswith(b"data: [DONE]")
+    assert server.wait_for_stream_closed(0).finished
+
+
 async def test_stopping_the_server_ends_hanging_requests() -> None:
     server = OpenAIStubServer()
     await server.__aenter__()

@@ -1,12 +1,12 @@
 """Test doubles for famefabric: a real HTTP server that imitates the OpenAI API.
 
-The server class is imported lazily so that
-``python -m famefabric.testing.openai_server`` runs the module only once.
+:class:`OpenAIStubServer` answers ``/v1/chat/completions`` as the OpenAI
+API does, with faults to inject (:class:`Fail`, :class:`Hang`,
+:class:`Delay`, :class:`StreamFailAfter`); :func:`free_port` is for servers
+that cannot bind port 0 themselves.
 """
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
 
 from famefabric.testing._types import (
     Behaviour,
@@ -19,9 +19,8 @@ from famefabric.testing._types import (
     StreamFailAfter,
     StreamRecord,
 )
-
-if TYPE_CHECKING:
-    from famefabric.testing.openai_server import OpenAIStubServer
+from famefabric.testing.openai_stub import OpenAIStubServer
+from famefabric.testing.ports import free_port
 
 __all__ = [
     "Behaviour",
@@ -34,12 +33,5 @@ __all__ = [
     "Reply",
     "StreamFailAfter",
     "StreamRecord",
+    "free_port",
 ]
-
-
-def __getattr__(name: str) -> object:
-    if name == "OpenAIStubServer":
-        from famefabric.testing.openai_server import OpenAIStubServer
-
-        return OpenAIStubServer
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

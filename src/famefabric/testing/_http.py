@@ -1,10 +1,16 @@
-"""Minimal HTTP/1.1 plumbing for the stub OpenAI server.
+"""HTTP/1.1 for the stub OpenAI server, on ``h11`` and asyncio streams.
 
-Only what a real HTTP client needs: request heads and bodies (``Content-Length``
-or chunked), keep-alive, fixed-length responses and chunked streaming
-responses. Each connection keeps its own read buffer so a task can watch the
-socket for end-of-file while another task writes a response, without losing
-any bytes the client sends in the meantime.
+``h11`` (the sans-I/O HTTP/1.1 library under the ``openai`` client's HTTP
+stack) parses requests (``Content-Length`` or chunked bodies, keep-alive,
+pipelining) and frames responses; this module moves its bytes. It stays
+close to the socket because tests need byte-level faults: a response that
+never comes, a body cut off mid-stream (:meth:`Connection.abort`), and
+knowing when a client went away in the middle of a response.
+
+While a response is produced the connection keeps reading: bytes of a next
+request go to ``h11``'s buffer, and the end of the stream
+(:attr:`Connection.closed_at`) cancels the response, so a stream abandoned
+by its client is recorded as such.
 """
 
 from __future__ import annotations
@@ -21,9 +27,13 @@ from http import HTTPStatus
 from types import TracebackType
 from typing import Any, Self
 
+import h11
+
 MAX_HEAD_BYTES = 64 * 1024
+"""A request head still incomplete beyond this many bytes is refused (400)."""
 MAX_BODY_BYTES = 64 * 1024 * 1024
 _READ_SIZE = 64 * 1024
+LINGER_SECONDS = 1.0
 
 
 class HttpError(Exception):
@@ -62,18 +72,19 @@ class HttpRequest:
         return "close" not in tokens
 
 
-def _head(status: int, headers: Iterable[tuple[str, str]]) -> bytes:
+def _headers(fields: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    return [("date", formatdate(usegmt=True)), *fields]
+
+
+def _reason(status: int) -> str:
     try:
-        phrase = HTTPStatus(status).phrase
+        return HTTPStatus(status).phrase
     except ValueError:
-        phrase = ""
-    lines = [f"HTTP/1.1 {status} {phrase}", f"date: {formatdate(usegmt=True)}"]
-    lines.extend(f"{name}: {value}" for name, value in headers)
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        return ""
 
 
 class Connection:
-    """A buffered client connection that can read requests and write responses.
+    """One client connection: read requests, write responses, notice the client leaving.
 
     Args:
         reader: the stream reader of the accepted socket.
@@ -83,13 +94,12 @@ class Connection:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._reader = reader
         self._writer = writer
-        self._buffer = bytearray()
-        self._chunked = False
+        self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
         self.eof = False
         self.closed_at: float | None = None
 
     async def _fill(self) -> bool:
-        """Read more bytes into the buffer; return False once the client has closed."""
+        """Hand more bytes to h11; return False once the client has closed its side."""
         if self.eof:
             return False
         try:
@@ -99,53 +109,22 @@ class Connection:
         if not data:
             self.eof = True
             self.closed_at = time.monotonic()
-            return False
-        self._buffer += data
-        return True
+        with contextlib.suppress(RuntimeError):  # h11 already knows the stream ended
+            self._h11.receive_data(data)
+        return bool(data)
 
-    async def _read_until(self, separator: bytes, limit: int) -> bytes | None:
-        while (index := self._buffer.find(separator)) < 0:
-            if len(self._buffer) > limit:
-                raise HttpError("request head too large")
-            if not await self._fill():
-                return None
-        end = index + len(separator)
-        data = bytes(self._buffer[:end])
-        del self._buffer[:end]
-        return data
-
-    async def _read_exactly(self, size: int) -> bytes:
-        while len(self._buffer) < size:
-            if not await self._fill():
-                raise HttpError("connection closed in the middle of a request body")
-        data = bytes(self._buffer[:size])
-        del self._buffer[:size]
-        return data
-
-    async def _read_chunked_body(self) -> bytes:
-        body = bytearray()
+    async def _next_event(self) -> Any:
         while True:
-            line = await self._read_until(b"\r\n", 1024)
-            if line is None:
-                raise HttpError("connection closed in the middle of a chunked body")
             try:
-                size = int(line.split(b";", 1)[0].strip(), 16)
-            except ValueError as exc:
-                raise HttpError("invalid chunk size") from exc
-            if size == 0:
-                break
-            if len(body) + size > MAX_BODY_BYTES:
-                raise HttpError("request body too large")
-            body += await self._read_exactly(size)
-            if await self._read_exactly(2) != b"\r\n":
-                raise HttpError("chunk not terminated by CRLF")
-        while (trailer := await self._read_until(b"\r\n", MAX_HEAD_BYTES)) != b"\r\n":
-            if trailer is None:
-                raise HttpError("connection closed in the middle of chunked trailers")
-        return bytes(body)
+                event = self._h11.next_event()
+            except h11.RemoteProtocolError as exc:
+                raise HttpError(str(exc)) from exc
+            if event is not h11.NEED_DATA:
+                return event
+            await self._fill()
 
     async def read_request(self) -> HttpRequest | None:
-        """Read the next request.
+        """Read the next request, body included.
 
         Returns:
             The request, or None when the client closed the connection between requests.
@@ -153,71 +132,87 @@ class Connection:
         Raises:
             HttpError: the bytes received are not a valid request.
         """
-        head = await self._read_until(b"\r\n\r\n", MAX_HEAD_BYTES)
-        if head is None:
-            if self._buffer.strip():
-                raise HttpError("connection closed in the middle of a request head")
+        if self._h11.our_state is h11.DONE and self._h11.their_state is h11.DONE:
+            self._h11.start_next_cycle()
+        event = await self._next_event()
+        if isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
             return None
-        request_line, *field_lines = head.decode("latin-1").lstrip("\r\n").split("\r\n")
-        parts = request_line.split(" ")
-        if len(parts) != 3 or parts[2] not in ("HTTP/1.1", "HTTP/1.0"):
-            raise HttpError(f"invalid request line {request_line!r}")
+        if not isinstance(event, h11.Request):
+            raise HttpError(f"expected a request, got {type(event).__name__}")
+        body = bytearray()
+        while not isinstance(part := await self._next_event(), h11.EndOfMessage):
+            if not isinstance(part, h11.Data):
+                raise HttpError("connection closed in the middle of a request body")
+            body += part.data
+            if len(body) > MAX_BODY_BYTES:
+                raise HttpError("request body too large")
         headers: dict[str, str] = {}
-        for line in filter(None, field_lines):
-            name, sep, value = line.partition(":")
-            if not sep or not name or name != name.strip():
-                raise HttpError(f"invalid header line {line!r}")
-            key = name.lower()
-            headers[key] = f"{headers[key]}, {value.strip()}" if key in headers else value.strip()
-        if "chunked" in headers.get("transfer-encoding", "").lower():
-            body = await self._read_chunked_body()
-        else:
-            try:
-                length = int(headers.get("content-length", "0"))
-            except ValueError as exc:
-                raise HttpError("invalid content-length") from exc
-            if not 0 <= length <= MAX_BODY_BYTES:
-                raise HttpError("invalid content-length")
-            body = await self._read_exactly(length)
-        return HttpRequest(parts[0], parts[1], parts[2], headers, body)
+        for raw_name, raw_value in event.headers:
+            name, value = raw_name.decode("latin-1"), raw_value.decode("latin-1")
+            headers[name] = f"{headers[name]}, {value}" if name in headers else value
+        return HttpRequest(
+            event.method.decode("ascii"),
+            event.target.decode("latin-1"),
+            "HTTP/" + event.http_version.decode("ascii"),
+            headers,
+            bytes(body),
+        )
+
+    @property
+    def reusable(self) -> bool:
+        """Whether the last exchange ended cleanly and the connection may serve another."""
+        return (
+            not self.eof and self._h11.our_state is h11.DONE and self._h11.their_state is h11.DONE
+        )
 
     async def wait_for_eof(self) -> None:
         """Wait until the client closes the connection, keeping any bytes it sends."""
         while await self._fill():
             pass
 
+    async def _write(self, event: Any) -> None:
+        data = self._h11.send(event)
+        if data:
+            self._writer.write(data)
+            await self._writer.drain()
+
     async def send_response(
         self, status: int, headers: Iterable[tuple[str, str]], body: bytes, *, keep_alive: bool
     ) -> None:
         """Write a complete response with a ``Content-Length`` body."""
-        fields = [*headers, ("content-length", str(len(body)))]
-        fields.append(("connection", "keep-alive" if keep_alive else "close"))
-        self._writer.write(_head(status, fields) + body)
-        await self._writer.drain()
-
-    async def start_stream(
-        self, status: int, headers: Iterable[tuple[str, str]], *, chunked: bool = True
-    ) -> None:
-        """Write the head of a streaming response; the body follows with :meth:`send_chunk`."""
-        self._chunked = chunked
-        framing = ("transfer-encoding", "chunked") if chunked else ("connection", "close")
-        self._writer.write(_head(status, [*headers, framing]))
-        await self._writer.drain()
-
-    async def send_chunk(self, data: bytes) -> None:
-        """Write one piece of a streaming response body and wait until it is handed to the OS."""
-        if not data:
-            return
-        if self._chunked:
-            data = b"%x\r\n%b\r\n" % (len(data), data)
+        fields = [*_headers(headers), ("content-length", str(len(body)))]
+        if not keep_alive:
+            fields.append(("connection", "close"))
+        response = h11.Response(status_code=status, headers=fields, reason=_reason(status))
+        data = self._h11.send(response) or b""
+        data += self._h11.send(h11.Data(data=body)) or b""
+        data += self._h11.send(h11.EndOfMessage()) or b""
         self._writer.write(data)
         await self._writer.drain()
 
+    async def start_stream(self, status: int, headers: Iterable[tuple[str, str]]) -> None:
+        """Write the head of a streaming response; the body follows with :meth:`send_chunk`.
+
+        The body is chunked for HTTP/1.1 clients and ends with the connection
+        for HTTP/1.0 ones (``h11`` chooses).
+        """
+        await self._write(
+            h11.Response(status_code=status, headers=_headers(headers), reason=_reason(status))
+        )
+
+    async def send_chunk(self, data: bytes) -> None:
+        """Write one piece of a streaming response body and wait until it is handed to the OS."""
+        if data:
+            await self._write(h11.Data(data=data))
+
     async def end_stream(self) -> None:
         """Finish a streaming response."""
-        if self._chunked:
-            self._writer.write(b"0\r\n\r\n")
-            await self._writer.drain()
+        await self._write(h11.EndOfMessage())
+
+    def abort(self) -> None:
+        """Cut the connection in the middle of a response (a fault to inject)."""
+        self.eof = True
+        self._writer.close()
 
     def close(self) -> None:
         """Close the connection after flushing what was written."""
@@ -229,6 +224,31 @@ class Connection:
             await self._writer.wait_closed()
         except (ConnectionError, OSError):
             pass
+
+    async def send_bad_request(self, problem: str) -> None:
+        """Answer a request that could not be parsed with a JSON 400, then close."""
+        error = {"message": f"Malformed HTTP request: {problem}", "type": "invalid_request_error"}
+        body = json.dumps({"error": error | {"param": None, "code": None}}).encode()
+        if self._h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+            return  # a response is already under way: nothing sensible can follow
+        with contextlib.suppress(ConnectionError, h11.LocalProtocolError):
+            await self.send_response(
+                400, [("content-type", "application/json")], body, keep_alive=False
+            )
+            await self._linger()
+
+    async def _linger(self) -> None:
+        """End our side, then drop what the client still sends for up to a second.
+
+        Closing a socket with unread input resets the connection, and the
+        client may then lose the answer before reading it.
+        """
+        with contextlib.suppress(OSError, RuntimeError):
+            self._writer.write_eof()
+        with contextlib.suppress(TimeoutError, ConnectionError):
+            async with asyncio.timeout(LINGER_SECONDS):
+                while await self._reader.read(_READ_SIZE):
+                    pass
 
 
 class BackgroundHttpServer:
@@ -366,11 +386,7 @@ class BackgroundHttpServer:
                 if not await self._respond_watching_client(connection, request):
                     break
         except HttpError as exc:
-            error = {"message": f"Malformed HTTP request: {exc}", "type": "invalid_request_error"}
-            body = json.dumps({"error": error | {"param": None, "code": None}}).encode()
-            headers = [("content-type", "application/json")]
-            with contextlib.suppress(ConnectionError):
-                await connection.send_response(400, headers, body, keep_alive=False)
+            await connection.send_bad_request(str(exc))
         except (ConnectionError, asyncio.CancelledError):
             pass  # the client went away, or the server is stopping
         finally:
@@ -389,4 +405,4 @@ class BackgroundHttpServer:
             await asyncio.gather(answer, watcher, return_exceptions=True)
         if answer not in done or isinstance(answer.exception(), ConnectionError):
             return False
-        return answer.result() and not connection.eof
+        return answer.result() and connection.reusable

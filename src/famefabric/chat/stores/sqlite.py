@@ -145,7 +145,7 @@ class SQLiteConversationStore:
         # another process opens it at the same moment: try again for a while.
         deadline = time.monotonic() + self._busy_timeout_ms / 1000
         while True:
-            db = await aiosqlite.connect(self._path, isolation_level=None)
+            db = await self._open()
             try:
                 await db.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
                 await db.execute("PRAGMA journal_mode = WAL")
@@ -166,6 +166,20 @@ class SQLiteConversationStore:
                 raise
             self._db = db
             return db
+
+    async def _open(self) -> aiosqlite.Connection:
+        """Open the file, then hand the open connection to an aiosqlite worker.
+
+        A failed ``aiosqlite.connect`` returns before its worker thread has
+        stopped, and the thread then reports to the event loop, which may be
+        closed by that time ("Event loop is closed" in the thread). Opening
+        the file in a plain worker first means that a file that cannot be
+        opened fails before any aiosqlite thread exists.
+        """
+        raw = await asyncio.to_thread(
+            sqlite3.connect, self._path, isolation_level=None, check_same_thread=False
+        )
+        return await aiosqlite.Connection(lambda: raw, iter_chunk_size=64)
 
     @asynccontextmanager
     async def _transaction(self, *, write: bool = True) -> AsyncIterator[aiosqlite.Connection]:
