@@ -26,6 +26,9 @@ fi
 if ! scripts/ensure-redis.sh >/dev/null; then
   echo "redis-server not available: Redis tests will skip (or fail under CI)" >&2
 fi
+if ! scripts/ensure-nats.sh >/dev/null; then
+  echo "nats-server not available: cluster tests will skip (or fail under CI)" >&2
+fi
 
 echo "== lint: ruff, mypy" >&2
 .venv/bin/ruff check src tests benchmarks examples || exit 1

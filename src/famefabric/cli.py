@@ -61,6 +61,13 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="print every envelope (FAME_SHOW_ENVELOPES)",
     )
+    sentinel.add_argument(
+        "--cluster",
+        default=None,
+        metavar="NATS_URLS",
+        help="join a cluster of sentinels over NATS: nats://HOST:4222[,nats://...] "
+        "(default FAME_CLUSTER_URL; credentials only from FAME_CLUSTER_* variables)",
+    )
 
     agent = commands.add_parser("agent", help="run an agent")
     agents = agent.add_subparsers(dest="agent", required=True, metavar="AGENT")
@@ -163,6 +170,7 @@ def _sentinel(args: argparse.Namespace) -> int:
         port=settings.listener_port if args.port is None else args.port,
         system_id=args.node_id or settings.node_id,
         show_envelopes=settings.show_envelopes,
+        cluster_url=args.cluster,
     )
     return 0
 
