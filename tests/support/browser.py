@@ -60,7 +60,9 @@ def chromium_path() -> Path:
     for candidate in candidates:
         if candidate and os.access(candidate, os.X_OK):
             return Path(candidate)
-    _unavailable(f"no chromium binary; run {ENSURE_SCRIPT.relative_to(REPO_ROOT)} (it uses apt-get)")
+    _unavailable(
+        f"no chromium binary; run {ENSURE_SCRIPT.relative_to(REPO_ROOT)} (it uses apt-get)"
+    )
 
 
 def artifacts_dir() -> Path:
