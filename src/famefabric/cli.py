@@ -61,6 +61,13 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="print every envelope (FAME_SHOW_ENVELOPES)",
     )
+    sentinel.add_argument(
+        "--cluster",
+        default=None,
+        metavar="NATS_URLS",
+        help="join a cluster of sentinels over NATS: nats://HOST:4222[,nats://...] "
+        "(default FAME_CLUSTER_URL; credentials only from FAME_CLUSTER_* variables)",
+    )
 
     sentinel.add_argument(
         "--auth-secret-file",
@@ -191,6 +198,7 @@ def _sentinel(args: argparse.Namespace) -> int:
         system_id=args.node_id or settings.node_id,
         show_envelopes=settings.show_envelopes,
         auth_secret_file=args.auth_secret_file,
+        cluster_url=args.cluster,
     )
     return 0
 

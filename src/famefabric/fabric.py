@@ -35,7 +35,7 @@ from famefabric.errors import FabricError
 from famefabric.node import Node
 from famefabric.security import TokenProvider, token_provider_from_env
 from famefabric.sentinel import Sentinel
-from famefabric.settings import FabricSettings, check_ws_url
+from famefabric.settings import FabricSettings, check_ws_urls
 from famefabric.transport import Transport
 
 log = logging.getLogger(__name__)
@@ -105,7 +105,7 @@ class FameFabric:
         base = settings or FabricSettings.from_env()
         changes: dict[str, object] = {}
         if admission_url is not None:
-            changes["admission_url"] = check_ws_url("admission_url", admission_url)
+            changes["admission_url"] = check_ws_urls("admission_url", admission_url)
         if show_envelopes is not None:
             changes["show_envelopes"] = show_envelopes
         if call_timeout is not None:

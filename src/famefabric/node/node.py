@@ -80,7 +80,9 @@ class Node:
 
     Args:
         admission_url: the attach URL without the system id (the value of
-            ``FAME_DIRECT_ADMISSION_URL``); ``/<system_id>`` is appended.
+            ``FAME_DIRECT_ADMISSION_URL``); ``/<system_id>`` is appended. Several
+            comma-separated URLs (sentinels of one cluster) are tried in order
+            at each attempt, and the node re-attaches to the next one that answers.
         connect: opens a transport to a URL (default: a WebSocket).
         system_id: this node's id; by default a fresh random id, so two
             copies of one program never collide (§3.2).
@@ -127,7 +129,9 @@ class Node:
         tls: ssl.SSLContext | None = None,
     ) -> None:
         base = DEFAULT_ADMISSION_URL if admission_url is None else admission_url
-        _check_target(base, default_connect=connect is None, system_id=system_id)
+        bases = [part.strip() for part in base.split(",") if part.strip()] or [base]
+        for each in bases:
+            _check_target(each, default_connect=connect is None, system_id=system_id)
         heartbeat_interval = positive_seconds("heartbeat_interval", heartbeat_interval)
         heartbeat_timeout = positive_seconds("heartbeat_timeout", heartbeat_timeout)
         default_timeout = positive_seconds("default_timeout", default_timeout)
@@ -136,7 +140,7 @@ class Node:
         max_queued = count("max_queued", max_queued)
         self.system_id: str = system_id or new_id()
         """This node's system id, the last segment of its physical path."""
-        url = f"{base.rstrip('/')}/{self.system_id}"
+        url, *fallback_urls = (f"{each.rstrip('/')}/{self.system_id}" for each in bases)
         self._reconnect = reconnect
         self._token = token
         self._machine = LinkStateMachine()
@@ -181,6 +185,7 @@ class Node:
             spawn=self._spawn_quietly,
             machine=self._machine,
             can_renew_token=self._can_renew_token,
+            fallback_urls=fallback_urls,
         )
         self._registrar = Registrar(
             system_id=self.system_id,

@@ -37,6 +37,7 @@ from famefabric.routing.permissions import Identity
 from famefabric.security import TokenVerifier
 from famefabric.sentinel import pump
 from famefabric.sentinel.admission import Admission
+from famefabric.sentinel.cluster import ClusterMember, ClusterSettings
 from famefabric.sentinel.inflight import DEFAULT_TTL, InflightRequests
 from famefabric.sentinel.limits import SentinelLimits
 from famefabric.sentinel.listener import (
@@ -115,6 +116,8 @@ class Sentinel:
         limits: queue sizes, deadlines and bounds (default: :class:`SentinelLimits`).
         verifier: checks the bearer token of every attach (§17); None is open
             mode, where every connection is anonymous.
+        cluster: join this cluster of sentinels over NATS (docs/CLUSTER.md);
+            None: a sentinel of its own.
 
     Raises:
         ConfigurationError: ``system_id`` is not a valid path segment.
@@ -137,6 +140,7 @@ class Sentinel:
         envelope_printer: EnvelopePrinter | None = None,
         limits: SentinelLimits | None = None,
         verifier: TokenVerifier | None = None,
+        cluster: ClusterSettings | None = None,
     ) -> None:
         if system_id is None:
             system_id = default_sentinel_id(port=port)
@@ -166,6 +170,7 @@ class Sentinel:
             system_id=system_id, inflight=self._inflight, limits=self._limits, printer=printer
         )
         self._connections = self._router.sessions
+        self._cluster = ClusterMember(cluster, self._router) if cluster is not None else None
         self._no_connections = asyncio.Event()
         self._no_connections.set()
         self._server: Server | None = None
@@ -215,6 +220,10 @@ class Sentinel:
         stack = AsyncExitStack()
         task_group = await stack.enter_async_context(asyncio.TaskGroup())
         try:
+            if self._cluster is not None:
+                await self._cluster.start()
+                stack.push_async_callback(self._cluster.stop)
+                task_group.create_task(self._cluster.run())
             if self._listen:
                 self._server = await self._open_listener()
         except BaseException:
@@ -269,6 +278,8 @@ class Sentinel:
             if self._server is not None:
                 await self._server.wait_closed()
             await self._no_connections.wait()
+            if self._cluster is not None:
+                await self._cluster.stop()
         finally:
             self._closed.set()
         if self._server is not None:
@@ -371,6 +382,8 @@ class Sentinel:
                 "addresses": counts["addresses"],
                 "systemId": self._system_id,
             }
+            if self._cluster is not None:
+                body["cluster"] = self._cluster.health()
             return json_response(connection, HTTPStatus.OK, body)
         if path == INGRESS_HEALTH_PATH:
             return json_response(connection, HTTPStatus.OK, {"status": "healthy"})
