@@ -198,7 +198,7 @@ function listEntry(conversation) {
     closeSidebar();
     openConversation(conversation.id);
   });
-  const remove = el("button", "delete", "🗑");
+  const remove = el("button", "delete", "×");
   remove.type = "button";
   remove.setAttribute("aria-label", `Delete “${title}”`);
   remove.addEventListener("click", () => deleteConversation(conversation.id));
