@@ -16,6 +16,7 @@ from typing import TextIO
 
 from famefabric.agent.a2a import make_task_params
 from famefabric.agent.proxy import RemoteAgent
+from famefabric.chat.conversation import DEFAULT_SYSTEM_PROMPT
 from famefabric.chat.repl import PipeLineReader, Repl, TerminalLineReader, describe_error
 from famefabric.errors import ConnectionClosed, FabricError, NoRoute, OperationTimeout, RemoteError
 from famefabric.fabric import FameFabric
@@ -37,6 +38,7 @@ class ChatOptions:
     system_prompt: str | None = None
     history: int | None = None
     conversation: str | None = None
+    new: bool = False
     keep: bool = False
     stream: bool = True
     timeout: float = 120.0
@@ -88,7 +90,10 @@ class RemoteChatSession:
                 return str(reply)
             except RemoteError as exc:
                 if not self._refuses_turn_id(exc, shown=False):
-                    raise
+                    named = naming_agent(exc, self._agent.address, "run_turn")
+                    if named is exc:
+                        raise
+                    raise named from exc
             except (NoRoute, ConnectionClosed) as exc:
                 if delay is None or not _is_retryable(exc):
                     raise
@@ -116,7 +121,10 @@ class RemoteChatSession:
                     yield await self.ask(question)
                     return
                 if not self._refuses_turn_id(exc, shown):
-                    raise
+                    named = naming_agent(exc, self._agent.address, "stream_turn")
+                    if named is exc:
+                        raise
+                    raise named from exc
             except (NoRoute, ConnectionClosed) as exc:
                 if shown or delay is None or not _is_retryable(exc):
                     raise
@@ -176,10 +184,10 @@ async def run_chat(
         async with fabric:
             fabric.node.add_listener(lambda event: _show_event(event, err))
             agent = RemoteAgent(options.address, fabric=fabric)
-            conversation_id = await _open_conversation(agent, options, out)
+            conversation_id, resumed = await _open_conversation(agent, options, out)
             session = RemoteChatSession(agent, conversation_id, timeout=options.timeout)
             await Repl(session, _reader(stdin, out), out, stream=options.stream).run()
-            if options.keep:
+            if options.keep or resumed:
                 out.write(
                     f"conversation kept: resume it with  fame chat --conversation {conversation_id}\n"
                 )
@@ -206,12 +214,36 @@ async def run_chat(
     except OperationTimeout as exc:
         err.write(f"{exc}: is the agent at {options.address} overloaded or stuck?\n")
         return EXIT_UNREACHABLE
+    except OpenFailed as exc:
+        err.write(f"error: {exc}\n")
+        return 1
     except RemoteError as exc:
         err.write(f"error: {exc.message}\n")
         return 1
 
 
-async def _open_conversation(agent: RemoteAgent, options: ChatOptions, out: TextIO) -> str:
+class OpenFailed(FabricError):
+    """The conversation could not be started or resumed; the message says why."""
+
+
+def naming_agent(exc: RemoteError, address: str, operation: str) -> RemoteError:
+    """Return ``exc``, or for an internal error one whose message names the agent and operation."""
+    if exc.code != INTERNAL_ERROR:
+        return exc
+    return RemoteError(exc.code, describe_remote_failure(exc, address, operation), exc.data)
+
+
+def describe_remote_failure(exc: RemoteError, address: str, operation: str) -> str:
+    """Say which agent and operation failed; an internal error alone says nothing useful."""
+    if exc.code == INTERNAL_ERROR:
+        return f"the agent at {address} failed in {operation}: {exc}"
+    return exc.message
+
+
+async def _open_conversation(
+    agent: RemoteAgent, options: ChatOptions, out: TextIO
+) -> tuple[str, bool]:
+    """Resume or start the conversation; return its id and whether it was resumed."""
     if options.conversation:
         try:
             state = await agent.get_conversation(options.conversation, _timeout=10.0)
@@ -219,22 +251,34 @@ async def _open_conversation(agent: RemoteAgent, options: ChatOptions, out: Text
             if not (
                 isinstance(exc.data, dict) and exc.data.get("code") == "conversation_not_found"
             ):
-                raise
+                failure = describe_remote_failure(exc, options.address, "get_conversation")
+                raise OpenFailed(failure) from exc
+            if not options.new:
+                raise OpenFailed(
+                    f"no conversation {options.conversation!r} at {options.address} (a typo, or "
+                    "it ended or expired): 'fame conversations list' shows the stored ones; "
+                    "add --new to start a new conversation with this id"
+                ) from None
         else:
             count = len(state.get("history", [])) if isinstance(state, dict) else 0
-            out.write(f"conversation {options.conversation} resumed ({count} messages)\n")
-            return options.conversation
+            out.write(
+                f"conversation {options.conversation} resumed ({count} messages; kept on exit)\n"
+            )
+            return options.conversation, True
     conversation_id = options.conversation or new_id()
-    payload: dict[str, object] = {}
-    if options.system_prompt:
-        payload["system_prompt"] = options.system_prompt
+    # Always sent: agents that follow the reference require a system prompt.
+    payload: dict[str, object] = {"system_prompt": options.system_prompt or DEFAULT_SYSTEM_PROMPT}
     params = make_task_params(
         id=conversation_id, payload=payload, history_length=options.history or 10
     )
-    await agent.start_task(params=params, timeout=10.0)
-    out.write(f"conversation {conversation_id} (type exit or press Ctrl-D to leave)\n")
+    try:
+        await agent.start_task(params=params, timeout=10.0)
+    except RemoteError as exc:
+        raise OpenFailed(describe_remote_failure(exc, options.address, "start_task")) from exc
+    new = "new conversation" if options.conversation else "conversation"
+    out.write(f"{new} {conversation_id} (type exit or press Ctrl-D to leave)\n")
     out.flush()
-    return conversation_id
+    return conversation_id, False
 
 
 def _show_event(event: NodeEvent, err: TextIO) -> None:
