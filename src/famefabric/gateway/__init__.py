@@ -1,4 +1,4 @@
-"""The HTTP gateway: OpenAI's Conversations, Responses and Chat Completions APIs over the fabric.
+"""The HTTP gateway: the OpenAI Responses and Conversations APIs over the fabric, and the web chat page.
 
 ``fame gateway`` runs :func:`~famefabric.gateway.server.run_gateway`; the app
 itself is :func:`~famefabric.gateway.app.create_app`. See docs/GATEWAY.md.

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
@@ -40,6 +40,7 @@ from famefabric.routing import (
     is_nackable,
     route,
 )
+from famefabric.routing.decisions import Decision
 from famefabric.sentinel.inflight import InflightRequest, InflightRequests
 from famefabric.sentinel.limits import SentinelLimits
 
@@ -84,6 +85,48 @@ class Close:
 Action = Send | Close
 
 
+@dataclass(frozen=True, slots=True)
+class Remote:
+    """Route the envelope to another sentinel of the cluster; ``node`` is the chosen child there."""
+
+    sentinel_id: str
+    node: str | None = None
+
+
+class Origin(Protocol):
+    """Who an envelope comes from: a child session, or a cluster peer's stand-in."""
+
+    node_id: str
+
+    def warn(self, message: str, *args: object) -> None: ...
+
+
+class ClusterRoutes(Protocol):
+    """What the router asks of the cluster (:mod:`famefabric.sentinel.cluster`), when there is one."""
+
+    def reroute(
+        self, envelope: dict[str, Any], decision: Decision, source: str | None
+    ) -> Deliver | Remote | None:
+        """Override the local ``decision`` (None: keep it)."""
+
+    def send(
+        self,
+        origin: Origin | None,
+        envelope: dict[str, Any],
+        remote: Remote,
+        out: list[Action],
+        now: float,
+    ) -> None:
+        """Send ``envelope`` from ``origin`` (None: the sentinel) to a peer sentinel."""
+
+
+PEER_PREFIX = "~"
+"""Names of cluster peers in the in-flight table: ``~<sentinel>`` (and ``~<sentinel>/<node>``).
+
+A ``~`` never starts a node's system id, so these never clash with children.
+"""
+
+
 class Router:
     """Routing state shared by the child sessions of one sentinel.
 
@@ -113,11 +156,22 @@ class Router:
         """The attached session of each system id."""
         self.sessions: set[ChildSession] = set()
         """Every open session, attached or not."""
+        self.cluster: ClusterRoutes | None = None
+        """The cluster this sentinel belongs to, if any."""
 
     def forward(
-        self, session: ChildSession, envelope: dict[str, Any], size: int, now: float
+        self,
+        session: Origin,
+        envelope: dict[str, Any],
+        size: int,
+        now: float,
+        decision: Decision | None = None,
     ) -> list[Action]:
-        """Route a ``Data``/``DeliveryAck`` envelope from ``session``'s node (§7.2)."""
+        """Route a ``Data``/``DeliveryAck`` envelope from ``session``'s node (§7.2).
+
+        ``decision`` is given for envelopes from cluster peers, which the
+        cluster routes to the child their sentinel chose.
+        """
         out: list[Action] = []
         source = session.node_id
         inflight = self.inflight
@@ -150,7 +204,16 @@ class Router:
             )
             self.nack(envelope, TOO_MANY_REQUESTS, reason, out, now)
             return out
-        decision = route(self.table, envelope, sentinel_id=self.system_id, source=source)
+        if decision is None:
+            decision = route(self.table, envelope, sentinel_id=self.system_id, source=source)
+            cluster = self.cluster
+            if cluster is not None:
+                elsewhere = cluster.reroute(envelope, decision, source)
+                if elsewhere is not None:
+                    if isinstance(elsewhere, Remote):
+                        cluster.send(session, envelope, elsewhere, out, now)
+                        return out
+                    decision = elsewhere
         if not isinstance(decision, Deliver):
             if isinstance(decision, Reject):
                 if log.isEnabledFor(_DEBUG):
@@ -195,7 +258,7 @@ class Router:
 
     def serialize(
         self,
-        session: ChildSession,
+        session: Origin,
         envelope: dict[str, Any],
         destination: ChildSession,
         out: list[Action],
@@ -235,7 +298,7 @@ class Router:
 
     def too_large(
         self,
-        session: ChildSession,
+        session: Origin,
         envelope: dict[str, Any],
         size: int,
         out: list[Action],
@@ -308,6 +371,14 @@ class Router:
             ts=timestamp(),
         )
         decision = route(self.table, nack, sentinel_id=self.system_id, source=None)
+        cluster = self.cluster
+        if cluster is not None:
+            elsewhere = cluster.reroute(nack, decision, None)
+            if isinstance(elsewhere, Remote):
+                cluster.send(None, nack, elsewhere, out, now)
+                return
+            if elsewhere is not None:
+                decision = elsewhere
         destination = (
             self.live.get(decision.connection_id) if isinstance(decision, Deliver) else None
         )
