@@ -44,9 +44,7 @@ def parse_messages(
     if not isinstance(messages, list) or not messages:
         raise _invalid("messages must be a non-empty list of {role, content} objects")
     if len(messages) > max_messages:
-        raise _invalid(
-            f"{len(messages)} messages is over the limit of {max_messages}: send fewer"
-        )
+        raise _invalid(f"{len(messages)} messages is over the limit of {max_messages}: send fewer")
     parsed: list[ChatMessage] = []
     for index, entry in enumerate(messages):
         if not isinstance(entry, dict):

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -23,28 +22,24 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from famefabric.gateway import completions, conversations, responses
-from famefabric.gateway.context import Gateway, TokenCheck
+from famefabric.gateway.context import Gateway
 from famefabric.gateway.errors import GatewayError
 from famefabric.gateway.links import LinkOpener, LinkPool
 from famefabric.gateway.settings import GatewaySettings
+from famefabric.gateway.web_headers import STATIC_DIR, SecurityHeaders
 from famefabric.node import Node
+from famefabric.security.providers import StaticToken
+from famefabric.security.verifier import TokenVerifier
 
 log = logging.getLogger(__name__)
-
-STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 
 def node_opener(admission_url: str) -> LinkOpener:
     """Open users' links as nodes attached to the sentinel at ``admission_url``."""
 
     def open_link(token: str | None) -> AbstractAsyncContextManager[Node]:
-        if token is not None:
-            raise GatewayError(
-                503,
-                "this build of the gateway cannot present users' tokens to the fabric",
-                code="auth_unsupported",
-            )
-        return Node(admission_url=admission_url, max_initial_attempts=1)
+        provider = None if token is None else StaticToken(token, where="the bearer token")
+        return Node(admission_url=admission_url, max_initial_attempts=1, token=provider)
 
     return open_link
 
@@ -121,7 +116,7 @@ def create_app(
     *,
     admission_url: str,
     opener: LinkOpener | None = None,
-    check_token: TokenCheck | None = None,
+    verifier: TokenVerifier | None = None,
 ) -> FastAPI:
     """Build the gateway app; its lifespan opens and closes the users' links.
 
@@ -129,14 +124,14 @@ def create_app(
         settings: the gateway's settings.
         admission_url: the sentinel's attach URL.
         opener: how a user's link is opened (default: a node with the user's token).
-        check_token: verifies a token before a link is opened with it.
+        verifier: checks users' tokens; None is open mode (one shared link, no token).
     """
     pool = LinkPool(
         opener or node_opener(admission_url),
         max_links=settings.max_links,
         idle_seconds=settings.link_idle_seconds,
     )
-    gateway = Gateway(settings, pool, check_token)
+    gateway = Gateway(settings, pool, verifier)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -164,7 +159,7 @@ def create_app(
     async def health() -> dict[str, Any]:
         return {"status": "ok", "links": len(pool), "streams": gateway.open_streams}
 
-    STATIC_DIR.mkdir(exist_ok=True)
     app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="web")
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(SecurityHeaders)
     return app

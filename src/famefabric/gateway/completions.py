@@ -34,9 +34,11 @@ def _messages(body: ChatCompletionCreate) -> list[Any]:
 async def list_models(request: Request) -> dict[str, Any]:
     """The agent addresses the gateway advertises, plus its aliases."""
     gateway = gateway_of(request)
-    gateway.user(request)
+    await gateway.user(request)
     names = [*gateway.settings.models, *sorted(gateway.settings.aliases)]
-    data = [{"id": name, "object": "model", "created": 0, "owned_by": "famefabric"} for name in names]
+    data = [
+        {"id": name, "object": "model", "created": 0, "owned_by": "famefabric"} for name in names
+    ]
     return {"object": "list", "data": data}
 
 
@@ -46,7 +48,7 @@ async def create_chat_completion(
 ) -> dict[str, Any] | StreamingResponse:
     """Answer the message list with the agent named by ``model``."""
     gateway = gateway_of(request)
-    user = gateway.user(request)
+    user = await gateway.user(request)
     address = gateway.resolve_model(body.model)
     completion_id, created = f"chatcmpl-{new_id()}", int(time.time())
     if not body.stream:

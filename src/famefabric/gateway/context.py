@@ -4,22 +4,21 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from fastapi import Request
 
+from famefabric.errors import TokenRejected
 from famefabric.gateway.errors import GatewayError
 from famefabric.gateway.links import LinkPool, token_key
 from famefabric.gateway.settings import GatewaySettings
 from famefabric.gateway.upstream import Upstream
+from famefabric.security.verifier import TokenVerifier
 
 MAX_TOKEN_CHARS = 8192
 _TOKEN = re.compile(r"[A-Za-z0-9._~+/=-]+")
-
-TokenCheck = Callable[[str], None]
-"""Checks a token before a link is opened with it; raises GatewayError(401) to refuse."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,26 +49,27 @@ class Gateway:
     Args:
         settings: the gateway's settings.
         links: the users' links to the fabric.
-        check_token: verifies a token locally before its link is opened (the
-            sentinel verifies it again when the link attaches).
+        verifier: checks a token before its link is opened (the sentinel checks
+            it again when the link attaches); None in open mode.
     """
 
     def __init__(
-        self, settings: GatewaySettings, links: LinkPool, check_token: TokenCheck | None = None
+        self, settings: GatewaySettings, links: LinkPool, verifier: TokenVerifier | None = None
     ) -> None:
         self.settings = settings
         self.links = links
-        self._check_token = check_token
+        self._verifier = verifier
         self._streams: Counter[str] = Counter()
         self._busy: dict[str, str] = {}
 
-    def user(self, request: Request) -> User:
+    async def user(self, request: Request) -> User:
         """Return the caller: the bearer token when auth is on.
 
         Raises:
-            GatewayError: 401 when auth is on and the token is missing or malformed.
+            GatewayError: 401 when auth is on and the token is missing, malformed,
+                forged or expired; 503 when it cannot be checked now.
         """
-        if not self.settings.auth:
+        if self._verifier is None:
             return User(token=None, key=token_key(None))
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
@@ -81,8 +81,12 @@ class Gateway:
             )
         if len(token) > MAX_TOKEN_CHARS or not _TOKEN.fullmatch(token):
             raise _unauthorized("malformed token: expected a fame token (a JWT)")
-        if self._check_token is not None:
-            self._check_token(token)
+        try:
+            await self._verifier.verify_async(token)
+        except TokenRejected as exc:
+            if exc.unavailable:
+                raise GatewayError(503, exc.reason, code="auth_unavailable") from None
+            raise _unauthorized(f"token refused: {exc.reason}") from None
         return User(token=token, key=token_key(token))
 
     def resolve_model(self, model: str | None) -> str:

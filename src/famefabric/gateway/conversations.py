@@ -74,7 +74,7 @@ async def create_conversation(request: Request, body: ConversationCreate) -> dic
     ``metadata`` is not stored by the chat agent: a non-empty one is refused.
     """
     gateway = gateway_of(request)
-    user = gateway.user(request)
+    user = await gateway.user(request)
     if body.metadata:
         raise invalid(
             "metadata is not stored by the chat agent: send the conversation without it",
@@ -104,7 +104,7 @@ async def list_conversations(
     Not part of the OpenAI API: the web page's conversation list.
     """
     gateway = gateway_of(request)
-    user = gateway.user(request)
+    user = await gateway.user(request)
     async with gateway.upstream(user, gateway.settings.default_model) as upstream:
         ids = await upstream.call("list_conversations", limit=limit)
         if not isinstance(ids, list):
@@ -131,7 +131,7 @@ async def list_conversations(
 async def get_conversation(request: Request, conversation_id: ConversationId) -> dict[str, Any]:
     """A conversation of the caller's (404 for an unknown or another user's one)."""
     gateway = gateway_of(request)
-    user = gateway.user(request)
+    user = await gateway.user(request)
     async with gateway.upstream(user, gateway.settings.default_model) as upstream:
         state = await load(upstream, conversation_id)
     history = _history(state)
@@ -142,7 +142,7 @@ async def get_conversation(request: Request, conversation_id: ConversationId) ->
 async def delete_conversation(request: Request, conversation_id: ConversationId) -> dict[str, Any]:
     """End a conversation: the chat agent drops it."""
     gateway = gateway_of(request)
-    user = gateway.user(request)
+    user = await gateway.user(request)
     async with gateway.upstream(user, gateway.settings.default_model) as upstream:
         await load(upstream, conversation_id)  # 404 when unknown
         await upstream.call("end_conversation", conversation_id=conversation_id)
@@ -162,7 +162,7 @@ async def list_items(
     The default order is ``asc`` (oldest first, newest last).
     """
     gateway = gateway_of(request)
-    user = gateway.user(request)
+    user = await gateway.user(request)
     async with gateway.upstream(user, gateway.settings.default_model) as upstream:
         state = await load(upstream, conversation_id)
     history = _history(state)
@@ -180,7 +180,11 @@ async def list_items(
         items = [
             item
             for item in items
-            if ((item_index(item["id"]) or 0) > cursor if order == "asc" else (item_index(item["id"]) or 0) < cursor)
+            if (
+                (item_index(item["id"]) or 0) > cursor
+                if order == "asc"
+                else (item_index(item["id"]) or 0) < cursor
+            )
         ]
     page = items[:limit]
     return {

@@ -89,7 +89,9 @@ class GatewayError(Exception):
         }
 
 
-def invalid(message: str, *, param: str | None = None, code: str = "invalid_request") -> GatewayError:
+def invalid(
+    message: str, *, param: str | None = None, code: str = "invalid_request"
+) -> GatewayError:
     """A 400 for a request that cannot be served as sent."""
     return GatewayError(400, message, code=code, param=param)
 
@@ -120,7 +122,9 @@ def _remote(exc: RemoteError, address: str) -> GatewayError:
             code="unsupported_by_agent",
             param="model",
         )
-    return GatewayError(502, f"the agent at {address} failed: {exc.message}", code=code or "agent_error")
+    return GatewayError(
+        502, f"the agent at {address} failed: {exc.message}", code=code or "agent_error"
+    )
 
 
 def from_fabric_error(exc: FabricError, address: str) -> GatewayError:
@@ -130,7 +134,9 @@ def from_fabric_error(exc: FabricError, address: str) -> GatewayError:
     if isinstance(exc, NoRoute):
         if exc.code == "FORBIDDEN":
             return GatewayError(
-                403, f"your token may not call {address}: {exc.reason or 'forbidden'}", code="forbidden"
+                403,
+                f"your token may not call {address}: {exc.reason or 'forbidden'}",
+                code="forbidden",
             )
         if exc.code in ("TOO_MANY_REQUESTS", "DESTINATION_BUSY"):
             return GatewayError(
@@ -155,7 +161,9 @@ def from_fabric_error(exc: FabricError, address: str) -> GatewayError:
         return from_attach_refused(exc)
     if isinstance(exc, ConnectionClosed):
         return GatewayError(
-            503, f"the gateway lost its link to the fabric ({exc}); try again", code="fabric_unavailable"
+            503,
+            f"the gateway lost its link to the fabric ({exc}); try again",
+            code="fabric_unavailable",
         )
     return GatewayError(502, f"the call to {address} failed: {exc}", code="fabric_error")
 

@@ -115,7 +115,9 @@ class LinkPool:
         try:
             await entry.ready.wait()
             if entry.error is not None or entry.node is None:
-                raise entry.error or GatewayError(503, "the fabric link failed", code="fabric_unavailable")
+                raise entry.error or GatewayError(
+                    503, "the fabric link failed", code="fabric_unavailable"
+                )
             yield entry.node
         finally:
             entry.users -= 1
@@ -147,7 +149,9 @@ class LinkPool:
             )
         except Exception as exc:
             log.exception("attaching a user link failed")
-            entry.error = GatewayError(503, f"cannot attach to the fabric: {exc}", code="fabric_unavailable")
+            entry.error = GatewayError(
+                503, f"cannot attach to the fabric: {exc}", code="fabric_unavailable"
+            )
         finally:
             if entry.error is not None and self._links.get(key) is entry:
                 del self._links[key]  # a refused or failed link is not kept
@@ -171,7 +175,9 @@ class LinkPool:
         idle = [
             (key, entry)
             for key, entry in self._links.items()
-            if entry.users == 0 and entry.ready.is_set() and now - entry.last_used > self._idle_seconds
+            if entry.users == 0
+            and entry.ready.is_set()
+            and now - entry.last_used > self._idle_seconds
         ]
         for key, entry in idle:
             self._close(key, entry)

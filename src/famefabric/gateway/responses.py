@@ -73,7 +73,7 @@ async def create_response(
 ) -> dict[str, Any] | StreamingResponse:
     """Answer ``input`` with the agent named by ``model`` (default the chat agent)."""
     gateway = gateway_of(request)
-    user = gateway.user(request)
+    user = await gateway.user(request)
     address = gateway.resolve_model(body.model)
     conversation_id = body.conversation_id()
     if conversation_id is not None and body.instructions is not None:
@@ -193,7 +193,11 @@ async def _events(
             yield seq.event(
                 "error", code=exc.code, message=exc.message, param=exc.param, error=error
             )
-            failed = {**base, "status": "failed", "error": {"code": exc.code, "message": exc.message}}
+            failed = {
+                **base,
+                "status": "failed",
+                "error": {"code": exc.code, "message": exc.message},
+            }
             yield seq.event("response.failed", response=failed)
             return
         text = "".join(pieces)
@@ -201,6 +205,8 @@ async def _events(
         yield seq.event("response.output_text.done", **where, text=text, logprobs=[])
         yield seq.event("response.content_part.done", **where, part=item["content"][0])
         yield seq.event("response.output_item.done", output_index=0, item=item)
-        yield seq.event("response.completed", response={**base, "status": "completed", "output": [item]})
+        yield seq.event(
+            "response.completed", response={**base, "status": "completed", "output": [item]}
+        )
     finally:
         await stack.aclose()

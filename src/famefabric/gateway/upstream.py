@@ -14,7 +14,7 @@ from typing import Any
 
 from famefabric.agent import a2a
 from famefabric.errors import FabricError, JSONValue
-from famefabric.gateway.errors import GatewayError, from_fabric_error
+from famefabric.gateway.errors import from_fabric_error
 from famefabric.node import Node
 from famefabric.node.rpc import Stream
 from famefabric.protocol import jsonrpc
