@@ -59,6 +59,7 @@ LAZY_IMPORTS = {
     ("cli.py", "famefabric.chat.agent"): "conversation commands load the chat app on demand",
     ("cli.py", "famefabric.chat.store"): "conversation commands load the stores on demand",
     ("cli.py", "famefabric.chat.listing"): "conversation commands load the stores on demand",
+    ("cli.py", "famefabric.chat.commands"): "the chat's help text loads with the chat app",
     (
         "cli.py",
         "famefabric.chat.stores._contract",

@@ -138,7 +138,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     gateway.add_argument("--log-level", default=None, help="debug, info, warning or error")
 
-    chat = commands.add_parser("chat", help="chat with the chat agent (interactive)")
+    from famefabric.chat.commands import HELP as CHAT_HELP
+
+    chat = commands.add_parser(
+        "chat",
+        help="chat with the chat agent (interactive)",
+        description="Chat with the chat agent: type a question after Q>, the reply follows A>.",
+        epilog="In the chat, " + CHAT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     chat.add_argument("--address", default="chat@fame.fabric", help="the chat agent's address")
     chat.add_argument("--system-prompt", default=None, help="system prompt of a new conversation")
     chat.add_argument(

@@ -16,8 +16,10 @@ from typing import TextIO
 
 from famefabric.agent.a2a import make_task_params
 from famefabric.agent.proxy import RemoteAgent
+from famefabric.chat.commands import SlashCommands
 from famefabric.chat.conversation import DEFAULT_SYSTEM_PROMPT
 from famefabric.chat.repl import PipeLineReader, Repl, TerminalLineReader, describe_error
+from famefabric.chat.settings import data_dir
 from famefabric.errors import ConnectionClosed, FabricError, NoRoute, OperationTimeout, RemoteError
 from famefabric.fabric import FameFabric
 from famefabric.node import NodeEvent
@@ -163,7 +165,7 @@ def _is_retryable(exc: NoRoute | ConnectionClosed) -> bool:
 
 def _reader(stdin: TextIO, stdout: TextIO) -> PipeLineReader | TerminalLineReader:
     if stdin.isatty() and stdout.isatty():
-        return TerminalLineReader(stdin)
+        return TerminalLineReader(stdin, history_file=str(data_dir() / "chat_history"))
     return PipeLineReader(stdin, stdout)
 
 
@@ -186,16 +188,13 @@ async def run_chat(
             agent = RemoteAgent(options.address, fabric=fabric)
             conversation_id, resumed = await _open_conversation(agent, options, out)
             session = RemoteChatSession(agent, conversation_id, timeout=options.timeout)
-            await Repl(session, _reader(stdin, out), out, stream=options.stream).run()
-            if options.keep or resumed:
-                out.write(
-                    f"conversation kept: resume it with  fame chat --conversation {conversation_id}\n"
-                )
-            else:
-                try:
-                    await agent.end_conversation(conversation_id, _timeout=5.0)
-                except FabricError as exc:
-                    err.write(f"warning: could not end the conversation: {describe_error(exc)}\n")
+            handle = ConversationHandle(
+                agent, session, options, kept=options.keep or resumed, out=out, err=err
+            )
+            commands = SlashCommands(handle, out)
+            reader = _reader(stdin, out)
+            await Repl(session, reader, out, stream=options.stream, commands=commands).run()
+            await handle.leave()
             out.write("goodbye\n")
             out.flush()
             return 0
@@ -267,7 +266,18 @@ async def _open_conversation(
             return options.conversation, True
     conversation_id = options.conversation or new_id()
     # Always sent: agents that follow the reference require a system prompt.
-    payload: dict[str, object] = {"system_prompt": options.system_prompt or DEFAULT_SYSTEM_PROMPT}
+    await _start(agent, conversation_id, options.system_prompt, options)
+    new = "new conversation" if options.conversation else "conversation"
+    out.write(f"{new} {conversation_id} (type exit or press Ctrl-D to leave)\n")
+    out.flush()
+    return conversation_id, False
+
+
+async def _start(
+    agent: RemoteAgent, conversation_id: str, system_prompt: str | None, options: ChatOptions
+) -> None:
+    # Always sent: agents that follow the reference require a system prompt.
+    payload: dict[str, object] = {"system_prompt": system_prompt or DEFAULT_SYSTEM_PROMPT}
     params = make_task_params(
         id=conversation_id, payload=payload, history_length=options.history or 10
     )
@@ -275,10 +285,61 @@ async def _open_conversation(
         await agent.start_task(params=params, timeout=10.0)
     except RemoteError as exc:
         raise OpenFailed(describe_remote_failure(exc, options.address, "start_task")) from exc
-    new = "new conversation" if options.conversation else "conversation"
-    out.write(f"{new} {conversation_id} (type exit or press Ctrl-D to leave)\n")
-    out.flush()
-    return conversation_id, False
+
+
+class ConversationHandle:
+    """The REPL's current conversation: ``/new`` and ``/system`` replace it, ``/history`` reads it.
+
+    A conversation left for another is ended, unless it is kept (resumed, or ``--keep``).
+    """
+
+    def __init__(
+        self,
+        agent: RemoteAgent,
+        session: RemoteChatSession,
+        options: ChatOptions,
+        *,
+        kept: bool,
+        out: TextIO,
+        err: TextIO,
+    ) -> None:
+        self._agent = agent
+        self._session = session
+        self._options = options
+        self._system_prompt = options.system_prompt
+        self._kept = kept
+        self._out = out
+        self._err = err
+
+    async def new_conversation(self, system_prompt: str | None) -> str:
+        """Leave the current conversation and start another; return its id."""
+        if system_prompt is not None:
+            self._system_prompt = system_prompt
+        conversation_id = new_id()
+        await _start(self._agent, conversation_id, self._system_prompt, self._options)
+        await self.leave()
+        self._session.conversation_id = conversation_id
+        self._kept = self._options.keep
+        return conversation_id
+
+    async def history(self) -> list[dict[str, str]]:
+        """Return the stored messages of the current conversation."""
+        state = await self._agent.get_conversation(self._session.conversation_id, _timeout=10.0)
+        history = state.get("history", []) if isinstance(state, dict) else []
+        return [m for m in history if isinstance(m, dict)]
+
+    async def leave(self) -> None:
+        """Keep the current conversation (saying how to resume it) or end it."""
+        conversation_id = self._session.conversation_id
+        if self._kept:
+            self._out.write(
+                f"conversation kept: resume it with  fame chat --conversation {conversation_id}\n"
+            )
+            return
+        try:
+            await self._agent.end_conversation(conversation_id, _timeout=5.0)
+        except FabricError as exc:
+            self._err.write(f"warning: could not end the conversation: {describe_error(exc)}\n")
 
 
 def _show_event(event: NodeEvent, err: TextIO) -> None:
