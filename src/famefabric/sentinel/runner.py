@@ -8,6 +8,7 @@ import signal
 from collections.abc import Callable
 
 from famefabric.errors import ConfigurationError
+from famefabric.sentinel.admission_limits import AdmissionLimits
 from famefabric.sentinel.limits import SentinelLimits
 from famefabric.sentinel.server import Sentinel
 from famefabric.settings import FabricSettings
@@ -26,6 +27,7 @@ async def serve_sentinel(
     idle_timeout: float | None = 90.0,
     stop: asyncio.Event | None = None,
     limits: SentinelLimits | None = None,
+    admission: AdmissionLimits | None = None,
 ) -> None:
     """Run a sentinel until SIGINT or SIGTERM arrives, or until ``stop`` is set.
 
@@ -39,6 +41,7 @@ async def serve_sentinel(
         idle_timeout: seconds of silence after which a child is closed.
         stop: an event that stops the sentinel when set.
         limits: the sentinel's limits (default: :class:`SentinelLimits`).
+        admission: connection limit and backlog (default: :class:`AdmissionLimits`).
 
     Raises:
         ConfigurationError: the port cannot be bound or the id is invalid.
@@ -60,6 +63,7 @@ async def serve_sentinel(
             show_envelopes=show_envelopes,
             idle_timeout=idle_timeout,
             limits=limits,
+            admission=admission,
         ):
             await stop.wait()
     finally:
@@ -74,6 +78,8 @@ def run_sentinel(
     port: int | None = None,
     system_id: str | None = None,
     show_envelopes: bool | None = None,
+    max_connections: int | None = None,
+    backlog: int | None = None,
 ) -> None:
     """Configure logging and run :func:`serve_sentinel` in a new event loop.
 
@@ -81,7 +87,8 @@ def run_sentinel(
     What is not given is read from the environment, once, here:
     ``FAME_LISTENER_PORT`` (default 8000), ``FAME_NODE_ID``,
     ``FAME_SHOW_ENVELOPES`` and the ``FAME_SENTINEL_*`` limits
-    (:mod:`famefabric.sentinel.limits`).
+    (:mod:`famefabric.sentinel.limits`, :mod:`famefabric.sentinel.admission_limits`;
+    ``max_connections`` and ``backlog`` win over theirs).
 
     Raises:
         ConfigurationError: ``log_level`` is not a logging level name, or the
@@ -98,6 +105,7 @@ def run_sentinel(
     system_id = env.node_id if system_id is None else system_id
     show_envelopes = env.show_envelopes if show_envelopes is None else show_envelopes
     limits = SentinelLimits.from_env()
+    admission = AdmissionLimits.from_env(max_connections=max_connections, backlog=backlog)
     loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None
     try:
         import uvloop  # optional: the "fast" extra
@@ -113,6 +121,7 @@ def run_sentinel(
                 system_id=system_id,
                 show_envelopes=show_envelopes,
                 limits=limits,
+                admission=admission,
             )
         )
 

@@ -28,6 +28,7 @@ from typing import Self
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 
 from famefabric.envelope_log import EnvelopePrinter
 from famefabric.errors import ConfigurationError
@@ -35,6 +36,12 @@ from famefabric.protocol.ids import ID_LENGTH, base62
 from famefabric.routing import RoutingTable
 from famefabric.routing.permissions import Identity
 from famefabric.sentinel import pump
+from famefabric.sentinel.admission_limits import (
+    AdmissionLimits,
+    ConnectionGate,
+    fit_open_files,
+    service_unavailable,
+)
 from famefabric.sentinel.inflight import DEFAULT_TTL, InflightRequests
 from famefabric.sentinel.limits import SentinelLimits
 from famefabric.sentinel.listener import (
@@ -111,6 +118,7 @@ class Sentinel:
         max_inflight: most forwarded requests remembered at once.
         envelope_printer: where ``show_envelopes`` prints (default: stderr).
         limits: queue sizes, deadlines and bounds (default: :class:`SentinelLimits`).
+        admission: connection limit and listen backlog (default: :class:`AdmissionLimits`).
 
     Raises:
         ConfigurationError: ``system_id`` is not a valid path segment.
@@ -132,6 +140,7 @@ class Sentinel:
         max_inflight: int = 100_000,
         envelope_printer: EnvelopePrinter | None = None,
         limits: SentinelLimits | None = None,
+        admission: AdmissionLimits | None = None,
     ) -> None:
         if system_id is None:
             system_id = default_sentinel_id(port=port)
@@ -151,6 +160,10 @@ class Sentinel:
         self._ping_interval = ping_interval
         printer = envelope_printer or (EnvelopePrinter(label=system_id) if show_envelopes else None)
         self._limits = limits if limits is not None else SentinelLimits()
+        self._admission = admission if admission is not None else AdmissionLimits()
+        self._gate: ConnectionGate[ServerConnection] = ConnectionGate(
+            self._admission.max_connections, is_closed=_is_closed
+        )
         self._inflight = InflightRequests(
             ttl=inflight_ttl,
             max_entries=max_inflight,
@@ -333,6 +346,7 @@ class Sentinel:
                 self._no_connections.set()
 
     async def _open_listener(self) -> Server:
+        self._gate.limit = fit_open_files(self._admission.max_connections)
         try:
             return await serve(
                 self._on_websocket,
@@ -346,6 +360,7 @@ class Sentinel:
                 ping_interval=self._ping_interval,
                 ping_timeout=20,
                 server_header=None,
+                backlog=self._admission.backlog,
             )
         except OSError as exc:
             raise ConfigurationError(
@@ -369,6 +384,11 @@ class Sentinel:
             if attach_target(path, self._system_id) is None:
                 log.info("refused a WebSocket handshake on %s", path)
                 return forbidden(connection)
+            if not self._gate.admit(connection):
+                log.warning(
+                    "refused an attach with 503: at the limit of %d connections", self._gate.limit
+                )
+                return service_unavailable(connection, self._gate.limit)
             return None
         return json_response(connection, HTTPStatus.NOT_FOUND, NOT_FOUND)
 
@@ -380,9 +400,12 @@ class Sentinel:
             return
         remote = connection.remote_address
         where = f"{remote[0]}:{remote[1]}" if isinstance(remote, tuple) else str(remote)
-        await self.handle_transport(
-            WebSocketTransport(connection, description=f"{child} at {where}"), child
-        )
+        try:
+            await self.handle_transport(
+                WebSocketTransport(connection, description=f"{child} at {where}"), child
+            )
+        finally:
+            self._gate.release(connection)
 
     async def _housekeeping(self) -> None:
         """Expire forgotten in-flight requests until the sentinel stops."""
@@ -400,3 +423,7 @@ class Sentinel:
                 continue
             if expired:
                 log.debug("forgot %d unanswered requests past their deadline", len(expired))
+
+
+def _is_closed(connection: ServerConnection) -> bool:
+    return connection.state is State.CLOSED
