@@ -1,4 +1,4 @@
-"""The ``fame`` command: ``sentinel``, ``agent chat``, ``chat`` and ``conversations``.
+"""The ``fame`` command: ``sentinel``, ``agent chat``, ``chat``, ``conversations`` and ``token``.
 
 ``main(argv)`` returns the exit code, so it can be tested in-process. Flags
 win over environment variables, which win over defaults; settings are read
@@ -75,6 +75,38 @@ def _parser() -> argparse.ArgumentParser:
         help="connections queued before they are accepted "
         "(default FAME_SENTINEL_BACKLOG or the system maximum)",
     )
+    sentinel.add_argument(
+        "--cluster",
+        default=None,
+        metavar="NATS_URLS",
+        help="join a cluster of sentinels over NATS: nats://HOST:4222[,nats://...] "
+        "(default FAME_CLUSTER_URL; credentials only from FAME_CLUSTER_* variables)",
+    )
+
+    sentinel.add_argument(
+        "--auth-secret-file",
+        default=None,
+        metavar="PATH",
+        help="require HS256 tokens signed with the secret in PATH (instead of FAME_AUTH_SECRET)",
+    )
+
+    token = commands.add_parser("token", help="admission tokens")
+    token_actions = token.add_subparsers(dest="action", required=True, metavar="ACTION")
+    create = token_actions.add_parser(
+        "create", help="print a token signed with FAME_AUTH_SECRET (or --auth-secret-file)"
+    )
+    create.add_argument("--subject", required=True, help="the identity's name (claim sub)")
+    create.add_argument(
+        "--serve", action="append", default=[], metavar="PATTERN", help="address it may bind"
+    )
+    create.add_argument(
+        "--call", action="append", default=[], metavar="PATTERN", help="address it may call"
+    )
+    create.add_argument("--admin", action="store_true", help="an administrator (fame_admin)")
+    create.add_argument(
+        "--ttl", type=float, default=24 * 3600, help="seconds until it expires (default 86400)"
+    )
+    create.add_argument("--auth-secret-file", default=None, metavar="PATH")
 
     agent = commands.add_parser("agent", help="run an agent")
     agents = agent.add_subparsers(dest="agent", required=True, metavar="AGENT")
@@ -92,6 +124,24 @@ def _parser() -> argparse.ArgumentParser:
     chat_agent.add_argument(
         "--show-envelopes", action="store_true", default=None, help="print every envelope"
     )
+
+    gateway = commands.add_parser(
+        "gateway", help="serve the OpenAI-compatible HTTP API and the web chat page"
+    )
+    gateway.add_argument(
+        "--port", type=int, default=None, help="port (default FAME_GATEWAY_PORT or 8080)"
+    )
+    gateway.add_argument(
+        "--host",
+        default=None,
+        help="interface (default FAME_GATEWAY_HOST; 127.0.0.1 unless auth is on)",
+    )
+    gateway.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow a non-loopback interface without auth (anyone who reaches it uses the fabric)",
+    )
+    gateway.add_argument("--log-level", default=None, help="debug, info, warning or error")
 
     chat = commands.add_parser("chat", help="chat with the chat agent (interactive)")
     chat.add_argument("--address", default="chat@fame.fabric", help="the chat agent's address")
@@ -145,6 +195,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _chat_agent(args)
         if args.command == "chat":
             return _chat(args)
+        if args.command == "token":
+            return _token(args)
+        if args.command == "gateway":
+            return _gateway(args)
         return _conversations(args)
     except ConfigurationError as exc:
         print(f"fame: configuration error: {exc}", file=sys.stderr)
@@ -165,6 +219,29 @@ def _fabric_settings(args: argparse.Namespace) -> object:
     return replace(settings, **changes) if changes else settings  # type: ignore[arg-type]
 
 
+def _gateway(args: argparse.Namespace) -> int:
+    from famefabric.gateway.server import run_gateway
+    from famefabric.gateway.settings import GatewaySettings
+    from famefabric.settings import FabricSettings
+
+    fabric = _fabric_settings(args)
+    assert isinstance(fabric, FabricSettings)
+    settings = GatewaySettings.from_env()
+    if args.port is not None:
+        settings = replace(settings, port=args.port)
+    if args.host:
+        settings = replace(settings, host=args.host)
+    _configure_logging(fabric.log_level)
+    try:
+        run_gateway(settings, fabric, insecure=args.insecure)
+    except OSError as exc:
+        logging.getLogger("famefabric.cli").error(
+            "cannot listen on %s:%d: %s", settings.host, settings.port, exc.strerror or exc
+        )
+        return 2
+    return 0
+
+
 def _sentinel(args: argparse.Namespace) -> int:
     from famefabric.sentinel import run_sentinel
     from famefabric.settings import FabricSettings
@@ -179,6 +256,31 @@ def _sentinel(args: argparse.Namespace) -> int:
         show_envelopes=settings.show_envelopes,
         max_connections=args.max_connections,
         backlog=args.backlog,
+        auth_secret_file=args.auth_secret_file,
+        cluster_url=args.cluster,
+    )
+    return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    from famefabric.security import mint_token, secret_from_env
+
+    secret = secret_from_env(os.environ, args.auth_secret_file)
+    if secret is None:
+        raise ConfigurationError(
+            "no secret to sign with: set FAME_AUTH_SECRET or pass --auth-secret-file PATH"
+        )
+    print(
+        mint_token(
+            secret,
+            subject=args.subject,
+            serve=args.serve,
+            call=args.call,
+            admin=args.admin,
+            ttl=args.ttl,
+            audience=os.environ.get("FAME_JWT_AUDIENCE") or None,
+            issuer=os.environ.get("FAME_JWT_TRUSTED_ISSUER") or None,
+        )
     )
     return 0
 

@@ -115,7 +115,9 @@ async def _health(port: int) -> Any:
 
 async def test_attaches_beyond_the_limit_get_503_while_nodes_and_health_carry_on() -> None:
     limits = AdmissionLimits(max_connections=2)
-    async with Sentinel(system_id=S, host="127.0.0.1", port=0, admission=limits) as sentinel:
+    async with Sentinel(
+        system_id=S, host="127.0.0.1", port=0, connection_limits=limits
+    ) as sentinel:
         url = f"ws://127.0.0.1:{sentinel.port}{ATTACH}"
         async with Node(admission_url=url) as agent, Node(admission_url=url) as client:
             await agent.bind("echo@fame.fabric", _Echo(agent))
@@ -152,7 +154,7 @@ async def test_the_listener_uses_the_configured_backlog(monkeypatch: pytest.Monk
 
     monkeypatch.setattr(socket.socket, "listen", listen)
     limits = AdmissionLimits(backlog=777)
-    async with Sentinel(system_id=S, host="127.0.0.1", port=0, admission=limits):
+    async with Sentinel(system_id=S, host="127.0.0.1", port=0, connection_limits=limits):
         pass
     assert seen == [777]
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import ssl
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
@@ -42,6 +43,7 @@ from famefabric.errors import (
 from famefabric.node import wire
 from famefabric.node.backoff import backoff_delays
 from famefabric.node.binder import Binder
+from famefabric.node.connector import websocket_connector
 from famefabric.node.dispatch import Handler
 from famefabric.node.inbound import Inbound
 from famefabric.node.link import Connector, close_quietly
@@ -57,7 +59,7 @@ from famefabric.protocol.address import RPC_PARTICIPANT_PREFIX
 from famefabric.protocol.codec import envelope_to_dict
 from famefabric.protocol.frames import Envelope
 from famefabric.protocol.ids import new_id
-from famefabric.transport import websocket
+from famefabric.security import TokenProvider
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +80,9 @@ class Node:
 
     Args:
         admission_url: the attach URL without the system id (the value of
-            ``FAME_DIRECT_ADMISSION_URL``); ``/<system_id>`` is appended.
+            ``FAME_DIRECT_ADMISSION_URL``); ``/<system_id>`` is appended. Several
+            comma-separated URLs (sentinels of one cluster) are tried in order
+            at each attempt, and the node re-attaches to the next one that answers.
         connect: opens a transport to a URL (default: a WebSocket).
         system_id: this node's id; by default a fresh random id, so two
             copies of one program never collide (§3.2).
@@ -96,6 +100,9 @@ class Node:
             attempts; when it runs out the node stops retrying.
         max_queued: envelopes kept while disconnected, to flush after re-attach.
         attach_timeout: seconds to wait for ``NodeAttachAck`` (§5.1).
+        token: where the bearer token presented at each attach comes from
+            (default connector only; §17).
+        tls: the TLS context for ``wss://`` URLs (default: the system's trust store).
 
     Raises:
         ConfigurationError: an argument has an invalid value.
@@ -118,9 +125,13 @@ class Node:
         backoff: Callable[[], Iterator[float]] | None = None,
         max_queued: int = 512,
         attach_timeout: float = 10.0,
+        token: TokenProvider | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         base = DEFAULT_ADMISSION_URL if admission_url is None else admission_url
-        _check_target(base, default_connect=connect is None, system_id=system_id)
+        bases = [part.strip() for part in base.split(",") if part.strip()] or [base]
+        for each in bases:
+            _check_target(each, default_connect=connect is None, system_id=system_id)
         heartbeat_interval = positive_seconds("heartbeat_interval", heartbeat_interval)
         heartbeat_timeout = positive_seconds("heartbeat_timeout", heartbeat_timeout)
         default_timeout = positive_seconds("default_timeout", default_timeout)
@@ -129,8 +140,9 @@ class Node:
         max_queued = count("max_queued", max_queued)
         self.system_id: str = system_id or new_id()
         """This node's system id, the last segment of its physical path."""
-        url = f"{base.rstrip('/')}/{self.system_id}"
+        url, *fallback_urls = (f"{each.rstrip('/')}/{self.system_id}" for each in bases)
         self._reconnect = reconnect
+        self._token = token
         self._machine = LinkStateMachine()
         self._sender = Sender(
             system_id=self.system_id, machine=self._machine, spawn=self._spawn_quietly
@@ -154,7 +166,7 @@ class Node:
         self._supervisor = Supervisor(
             url=url,
             system_id=self.system_id,
-            connect=connect or websocket.connect,
+            connect=connect or websocket_connector(token, tls),
             accepted_logicals=accepted_logicals,
             timing=Timing(
                 heartbeat_interval=heartbeat_interval,
@@ -173,6 +185,7 @@ class Node:
             spawn=self._spawn_quietly,
             machine=self._machine,
             can_renew_token=self._can_renew_token,
+            fallback_urls=fallback_urls,
         )
         self._registrar = Registrar(
             system_id=self.system_id,
@@ -243,7 +256,7 @@ class Node:
         otherwise such a refusal ends reconnecting for good. A node without a
         token provider has nothing new to present.
         """
-        return False
+        return self._token is not None and self._token.can_renew()
 
     def add_listener(self, callback: Callable[[NodeEvent], None]) -> None:
         """Call ``callback`` on every :class:`NodeEvent`; it must not block."""

@@ -8,7 +8,9 @@ import signal
 from collections.abc import Callable
 
 from famefabric.errors import ConfigurationError
+from famefabric.security import TokenVerifier
 from famefabric.sentinel.admission_limits import AdmissionLimits
+from famefabric.sentinel.cluster import ClusterSettings
 from famefabric.sentinel.limits import SentinelLimits
 from famefabric.sentinel.server import Sentinel
 from famefabric.settings import FabricSettings
@@ -27,7 +29,9 @@ async def serve_sentinel(
     idle_timeout: float | None = 90.0,
     stop: asyncio.Event | None = None,
     limits: SentinelLimits | None = None,
-    admission: AdmissionLimits | None = None,
+    connection_limits: AdmissionLimits | None = None,
+    verifier: TokenVerifier | None = None,
+    cluster: ClusterSettings | None = None,
 ) -> None:
     """Run a sentinel until SIGINT or SIGTERM arrives, or until ``stop`` is set.
 
@@ -41,7 +45,9 @@ async def serve_sentinel(
         idle_timeout: seconds of silence after which a child is closed.
         stop: an event that stops the sentinel when set.
         limits: the sentinel's limits (default: :class:`SentinelLimits`).
-        admission: connection limit and backlog (default: :class:`AdmissionLimits`).
+        connection_limits: connection limit and backlog (default: :class:`AdmissionLimits`).
+        verifier: checks attach tokens (§17); None for open mode.
+        cluster: the cluster to join (None: none).
 
     Raises:
         ConfigurationError: the port cannot be bound or the id is invalid.
@@ -63,7 +69,9 @@ async def serve_sentinel(
             show_envelopes=show_envelopes,
             idle_timeout=idle_timeout,
             limits=limits,
-            admission=admission,
+            connection_limits=connection_limits,
+            verifier=verifier,
+            cluster=cluster,
         ):
             await stop.wait()
     finally:
@@ -80,15 +88,22 @@ def run_sentinel(
     show_envelopes: bool | None = None,
     max_connections: int | None = None,
     backlog: int | None = None,
+    auth_secret_file: str | None = None,
+    cluster_url: str | None = None,
 ) -> None:
     """Configure logging and run :func:`serve_sentinel` in a new event loop.
 
     Uses uvloop when it is installed. Returns normally after SIGINT/SIGTERM.
     What is not given is read from the environment, once, here:
     ``FAME_LISTENER_PORT`` (default 8000), ``FAME_NODE_ID``,
-    ``FAME_SHOW_ENVELOPES`` and the ``FAME_SENTINEL_*`` limits
-    (:mod:`famefabric.sentinel.limits`, :mod:`famefabric.sentinel.admission_limits`;
-    ``max_connections`` and ``backlog`` win over theirs).
+    ``FAME_SHOW_ENVELOPES``, the ``FAME_SENTINEL_*`` limits
+    (:mod:`famefabric.sentinel.limits`), the token settings of
+    :meth:`famefabric.security.TokenVerifier.from_env` (``FAME_AUTH_SECRET``
+    or ``auth_secret_file``, ``FAME_JWKS_URL``…) and the ``FAME_CLUSTER_*`` settings
+    (:mod:`famefabric.sentinel.cluster.settings`; ``cluster_url`` wins over
+    ``FAME_CLUSTER_URL``), and the connection limit and backlog
+    (:mod:`famefabric.sentinel.admission_limits`; ``max_connections`` and
+    ``backlog`` win over theirs).
 
     Raises:
         ConfigurationError: ``log_level`` is not a logging level name, or the
@@ -105,7 +120,9 @@ def run_sentinel(
     system_id = env.node_id if system_id is None else system_id
     show_envelopes = env.show_envelopes if show_envelopes is None else show_envelopes
     limits = SentinelLimits.from_env()
-    admission = AdmissionLimits.from_env(max_connections=max_connections, backlog=backlog)
+    connection_limits = AdmissionLimits.from_env(max_connections=max_connections, backlog=backlog)
+    verifier = TokenVerifier.from_env(secret_file=auth_secret_file)
+    cluster = ClusterSettings.from_env(url=cluster_url)
     loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None
     try:
         import uvloop  # optional: the "fast" extra
@@ -121,7 +138,9 @@ def run_sentinel(
                 system_id=system_id,
                 show_envelopes=show_envelopes,
                 limits=limits,
-                admission=admission,
+                connection_limits=connection_limits,
+                verifier=verifier,
+                cluster=cluster,
             )
         )
 
