@@ -17,12 +17,14 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from famefabric.errors import ConfigurationError, FabricError
+from famefabric.log_limits import install_repeat_filter
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def _configure_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format=LOG_FORMAT, stream=sys.stderr)
+    install_repeat_filter()
     # The HTTP client logs every request at INFO; keep those for debugging.
     for noisy in ("httpx", "httpx2", "httpcore", "httpcore2", "openai"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
