@@ -10,7 +10,7 @@ RUN_DIR := .run
 # started with), unless FAME_DIRECT_ADMISSION_URL says otherwise.
 CHAT := scripts/services.sh chat
 
-.PHONY: help install run run-verbose chat start stop restart status logs test test-fast lint format bench bench-quick docker-check clean
+.PHONY: help install run run-verbose chat start stop restart status logs test test-fast lint format bench bench-quick docker-check lock clean
 
 help:
 	@echo "make run          start sentinel + chat agent if needed, then chat (installs what it needs)"
@@ -76,8 +76,15 @@ bench: install
 bench-quick: install
 	$(BIN)/python -m benchmarks --quick
 
-docker-check:
+docker-check: install
 	@scripts/docker-check.sh
+
+# Pin the images' dependencies again after changing pyproject.toml.
+lock: install
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv
+	@{ echo "# Pinned runtime dependencies of famefabric (with the fast extra), for the Docker images."; \
+	  echo "# Regenerate after changing pyproject.toml: make lock"; \
+	  $(BIN)/uv pip compile pyproject.toml --extra fast --python-version 3.12 --no-header -q; } > requirements.lock
 
 clean:
 	@scripts/services.sh stop
