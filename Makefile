@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 RUN_DIR := .run
 PORT := $(or $(FAME_LISTENER_PORT),8000)
 # The chat client attaches to the sentinel that `make start` runs, unless told otherwise.
-CHAT := FAME_DIRECT_ADMISSION_URL=$${FAME_DIRECT_ADMISSION_URL:-ws://127.0.0.1:$(PORT)/fame/v1/attach/ws/downstream} $(BIN)/fame chat
+CHAT := FAME_TOKEN_FILE=$${FAME_TOKEN_FILE:-$(wildcard $(RUN_DIR)/tokens/chat.token)} FAME_DIRECT_ADMISSION_URL=$${FAME_DIRECT_ADMISSION_URL:-ws://127.0.0.1:$(PORT)/fame/v1/attach/ws/downstream} $(BIN)/fame chat
 
 .PHONY: help install run run-verbose chat start stop status logs test test-fast lint format bench bench-quick docker-check clean
 

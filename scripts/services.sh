@@ -12,9 +12,14 @@ LLM_PORT="${FAME_DEMO_LLM_PORT:-8011}"
 HEALTH="http://127.0.0.1:${PORT}/fame/v1/attach/health"
 mkdir -p "$RUN_DIR"
 
+# The sentinel requires tokens: scripts/credentials.sh creates the secret and the
+# per-process tokens (0600) under $RUN_DIR the first time; processes read them from
+# files (FAME_TOKEN_FILE, --auth-secret-file), Docker from the env file, never argv.
+credentials() { FAME_BIN="$BIN" scripts/credentials.sh "$RUN_DIR" >/dev/null; }
+
 compose() {
-  if docker compose version >/dev/null 2>&1; then docker compose "$@";
-  else docker-compose "$@"; fi
+  if docker compose version >/dev/null 2>&1; then docker compose --env-file "$RUN_DIR/compose.env" "$@";
+  else docker-compose --env-file "$RUN_DIR/compose.env" "$@"; fi
 }
 
 docker_usable() {
@@ -47,7 +52,8 @@ start_local() {
     echo "already running (local processes; 'make stop' stops them)"; return
   fi
   if ! alive sentinel; then
-    "$BIN/fame" sentinel --port "$PORT" >"$RUN_DIR/sentinel.log" 2>&1 &
+    "$BIN/fame" sentinel --host 127.0.0.1 --port "$PORT" --auth-secret-file "$RUN_DIR/auth-secret" \
+      >"$RUN_DIR/sentinel.log" 2>&1 &
     echo $! >"$RUN_DIR/sentinel.pid"
   fi
   wait_health 0 || { echo "the sentinel did not start; see $RUN_DIR/sentinel.log"; tail -5 "$RUN_DIR/sentinel.log"; exit 1; }
@@ -62,7 +68,8 @@ start_local() {
   fi
   if ! alive agent; then
     FAME_DIRECT_ADMISSION_URL="ws://127.0.0.1:${PORT}/fame/v1/attach/ws/downstream" \
-      FAME_SESSION_MAX_INITIAL_ATTEMPTS=5 \
+      FAME_SESSION_MAX_INITIAL_ATTEMPTS=5 FAME_TOKEN= FAME_ADMISSION_TOKEN_URL= \
+      FAME_TOKEN_FILE="$RUN_DIR/tokens/agent.token" \
       "$BIN/fame" agent chat >"$RUN_DIR/agent.log" 2>&1 &
     echo $! >"$RUN_DIR/agent.pid"
   fi
@@ -85,6 +92,7 @@ stop_local() {
 
 case "${1:-}" in
   start)
+    credentials
     if [ -f "$RUN_DIR/mode" ] && [ "$(cat "$RUN_DIR/mode")" = docker ]; then
       compose up -d; echo "running with Docker Compose"; exit 0
     fi

@@ -36,7 +36,14 @@ def _parser() -> argparse.ArgumentParser:
 
     sentinel = commands.add_parser("sentinel", help="run a sentinel (the router nodes attach to)")
     sentinel.add_argument(
-        "--host", default="0.0.0.0", help="interface to listen on (default 0.0.0.0)"
+        "--host",
+        default=None,
+        help="interface to listen on (default 0.0.0.0 with authentication, else 127.0.0.1)",
+    )
+    sentinel.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow listening on a non-loopback interface without authentication",
     )
     sentinel.add_argument(
         "--port",
@@ -199,6 +206,7 @@ def _sentinel(args: argparse.Namespace) -> int:
         show_envelopes=settings.show_envelopes,
         auth_secret_file=args.auth_secret_file,
         cluster_url=args.cluster,
+        insecure=args.insecure,
     )
     return 0
 

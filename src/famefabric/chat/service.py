@@ -9,6 +9,7 @@ from famefabric.chat.agent import ChatAgent
 from famefabric.chat.openai_model import OpenAIChatModel
 from famefabric.chat.settings import DEFAULT_ADDRESS, ChatSettings
 from famefabric.chat.store import open_store
+from famefabric.chat.stores._contract import redact_url
 from famefabric.fabric import FameFabric, aserve
 from famefabric.settings import FabricSettings
 
@@ -45,7 +46,7 @@ async def serve_chat_agent(
             "no OPENAI_API_KEY is set: the agent runs, but every turn fails until you set it "
             "(or point OPENAI_BASE_URL at a server that needs no key)"
         )
-    log.info("chat agent: model %s, store %s", model.describe(), chat_settings.store)
+    log.info("chat agent: model %s, store %s", model.describe(), redact_url(chat_settings.store))
     try:
         async with open_store(chat_settings.store, idle_ttl=chat_settings.idle_ttl) as store:
             agent = ChatAgent(

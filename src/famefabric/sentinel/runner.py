@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from famefabric.errors import ConfigurationError
 from famefabric.security import TokenVerifier
+from famefabric.sentinel.admission import listening_host
 from famefabric.sentinel.cluster import ClusterSettings
 from famefabric.sentinel.limits import SentinelLimits
 from famefabric.sentinel.server import Sentinel
@@ -21,7 +22,7 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 async def serve_sentinel(
     *,
-    host: str = "0.0.0.0",
+    host: str = "127.0.0.1",
     port: int = 8000,
     system_id: str | None = None,
     show_envelopes: bool = False,
@@ -78,12 +79,13 @@ async def serve_sentinel(
 def run_sentinel(
     *,
     log_level: str = "info",
-    host: str = "0.0.0.0",
+    host: str | None = None,
     port: int | None = None,
     system_id: str | None = None,
     show_envelopes: bool | None = None,
     auth_secret_file: str | None = None,
     cluster_url: str | None = None,
+    insecure: bool = False,
 ) -> None:
     """Configure logging and run :func:`serve_sentinel` in a new event loop.
 
@@ -96,6 +98,10 @@ def run_sentinel(
     or ``auth_secret_file``, ``FAME_JWKS_URL``…) and the ``FAME_CLUSTER_*`` settings
     (:mod:`famefabric.sentinel.cluster.settings`; ``cluster_url`` wins over
     ``FAME_CLUSTER_URL``).
+
+    ``host`` None listens on 0.0.0.0 when tokens are verified and on
+    127.0.0.1 otherwise; another interface without authentication needs
+    ``insecure`` (:func:`~famefabric.sentinel.admission.listening_host`).
 
     Raises:
         ConfigurationError: ``log_level`` is not a logging level name, or the
@@ -113,6 +119,7 @@ def run_sentinel(
     show_envelopes = env.show_envelopes if show_envelopes is None else show_envelopes
     limits = SentinelLimits.from_env()
     verifier = TokenVerifier.from_env(secret_file=auth_secret_file)
+    host = listening_host(host, authenticated=verifier is not None, insecure=insecure)
     cluster = ClusterSettings.from_env(url=cluster_url)
     loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None
     try:

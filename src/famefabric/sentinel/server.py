@@ -127,7 +127,7 @@ class Sentinel:
         self,
         *,
         system_id: str | None = None,
-        host: str = "0.0.0.0",
+        host: str = "127.0.0.1",
         port: int = 8000,
         show_envelopes: bool = False,
         idle_timeout: float | None = 90.0,

@@ -27,6 +27,7 @@ of the process; only a power loss may drop the last turns.
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -176,6 +177,7 @@ class SQLiteConversationStore:
         the file in a plain worker first means that a file that cannot be
         opened fails before any aiosqlite thread exists.
         """
+        await asyncio.to_thread(_make_private, self._path)
         raw = await asyncio.to_thread(
             sqlite3.connect, self._path, isolation_level=None, check_same_thread=False
         )
@@ -463,3 +465,14 @@ async def _history(db: aiosqlite.Connection, conversation_id: str) -> tuple[Chat
         (conversation_id,),
     )
     return tuple(ChatMessage(_ROLES[role], content) for role, content in rows)
+
+
+def _make_private(path: Path) -> None:
+    """Create ``path`` readable by its owner only (0600), or take others' access away.
+
+    Conversations are private; SQLite gives its ``-wal`` and ``-shm`` files
+    the database file's permissions.
+    """
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+    if path.stat().st_mode & 0o077:
+        os.chmod(path, 0o600)
