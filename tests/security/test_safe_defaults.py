@@ -26,7 +26,7 @@ def test_listening_host_policy(caplog: pytest.LogCaptureFixture) -> None:
     assert listening_host(None, authenticated=True) == "0.0.0.0"
     assert listening_host("::1", authenticated=False) == "::1"
     assert listening_host("10.0.0.5", authenticated=True) == "10.0.0.5"
-    with pytest.raises(ConfigurationError, match="refusing to listen on 0.0.0.0 without auth"):
+    with pytest.raises(ConfigurationError, match=r"refusing to listen on 0\.0\.0\.0 without auth"):
         listening_host("0.0.0.0", authenticated=False)
     with caplog.at_level("WARNING"):
         assert listening_host("0.0.0.0", authenticated=False, insecure=True) == "0.0.0.0"
