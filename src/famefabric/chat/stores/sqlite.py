@@ -471,8 +471,12 @@ def _make_private(path: Path) -> None:
     """Create ``path`` readable by its owner only (0600), or take others' access away.
 
     Conversations are private; SQLite gives its ``-wal`` and ``-shm`` files
-    the database file's permissions.
+    the database file's permissions. A path that cannot be opened is left
+    for SQLite to report.
     """
-    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
-    if path.stat().st_mode & 0o077:
-        os.chmod(path, 0o600)
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+        if path.stat().st_mode & 0o077:
+            os.chmod(path, 0o600)
+    except OSError:
+        return
