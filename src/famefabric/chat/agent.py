@@ -22,6 +22,7 @@ from typing import Any
 
 from famefabric.agent import a2a
 from famefabric.agent.base import BaseAgent
+from famefabric.agent.caller import current_caller
 from famefabric.agent.operations import operation
 from famefabric.chat.conversation import (
     DEFAULT_MAX_HISTORY_LENGTH,
@@ -29,6 +30,7 @@ from famefabric.chat.conversation import (
     ConversationState,
 )
 from famefabric.chat.model import ChatModel
+from famefabric.chat.ownership import Scope
 from famefabric.chat.store import (
     ConversationExists,
     ConversationNotFound,
@@ -146,8 +148,13 @@ class ChatAgent(BaseAgent):
                 jsonrpc.INVALID_PARAMS,
             )
         await self._sweep()
+        key = Scope(current_caller()).own_key(params.id)
+        if key is None:
+            raise _error(
+                "a conversation id may not contain U+001F", "invalid_params", jsonrpc.INVALID_PARAMS
+            )
         state = ConversationState(
-            conversation_id=params.id, system_prompt=system_prompt, max_history_length=length
+            conversation_id=key, system_prompt=system_prompt, max_history_length=length
         )
         try:
             await self.store.create(state)
@@ -169,7 +176,7 @@ class ChatAgent(BaseAgent):
 
     async def get_task_status(self, params: a2a.TaskQueryParams) -> a2a.Task:
         """Answer ``tasks/get``: a live conversation is a ``working`` task."""
-        await self._load(params.id)
+        await self._load(await self._key(params.id), params.id)
         return a2a.make_task(
             id=params.id, state=a2a.TaskState.WORKING, payload="", session_id=params.id
         )
@@ -192,9 +199,10 @@ class ChatAgent(BaseAgent):
         without asking the model again.
         """
         self._check_message(user_message)
-        async with self._turn(conversation_id) as state:
+        key = await self._key(conversation_id)
+        async with self._turn(key, conversation_id) as state:
             if turn_id is not None:
-                stored = await self.store.find_turn(conversation_id, turn_id)
+                stored = await self.store.find_turn(state.conversation_id, turn_id)
                 if stored is not None:
                     return stored
             reply = await self.model.complete(state.request_messages(user_message))
@@ -211,9 +219,10 @@ class ChatAgent(BaseAgent):
         fails or is abandoned leaves the history unchanged.
         """
         self._check_message(user_message)
-        async with self._turn(conversation_id) as state:
+        key = await self._key(conversation_id)
+        async with self._turn(key, conversation_id) as state:
             if turn_id is not None:
-                stored = await self.store.find_turn(conversation_id, turn_id)
+                stored = await self.store.find_turn(state.conversation_id, turn_id)
                 if stored is not None:
                     yield stored
                     return
@@ -228,7 +237,8 @@ class ChatAgent(BaseAgent):
     async def end_conversation(self, conversation_id: str) -> None:
         """Drop a conversation; ending an unknown one is harmless."""
         try:
-            if await self.store.delete(conversation_id):
+            key = await self._key(conversation_id)
+            if key is not None and await self.store.delete(key):
                 log.info("conversation %s ended", conversation_id)
         except StoreUnavailable as exc:
             raise _error(str(exc), "store_unavailable") from exc
@@ -236,13 +246,29 @@ class ChatAgent(BaseAgent):
     @operation
     async def get_conversation(self, conversation_id: str) -> dict[str, Any]:
         """Return a conversation's system prompt, window and history."""
-        state = await self._load(conversation_id)
-        return conversation_to_json(state)
+        state = await self._load(await self._key(conversation_id), conversation_id)
+        return {**conversation_to_json(state), "id": conversation_id}
 
     @operation
     async def list_conversations(self, limit: int = 100) -> list[str]:
-        """Return the ids of stored conversations, most recently active first."""
-        return await self.store.list_ids(limit=limit)
+        """Return the ids of the caller's conversations (an admin's: all), most recent first."""
+        scope = Scope(current_caller())
+        try:
+            keys = await self.store.list_ids(limit=limit, prefix=scope.list_prefix())
+        except StoreUnavailable as exc:
+            raise _error(str(exc), "store_unavailable") from exc
+        return [scope.shown_id(key) for key in keys]
+
+    async def _key(self, conversation_id: str) -> str | None:
+        """The stored key ``conversation_id`` names for the caller (chat/ownership.py)."""
+        candidates = Scope(current_caller()).candidate_keys(conversation_id)
+        for key in candidates[:-1]:  # an admin's own conversation wins over a raw key
+            try:
+                if await self.store.load(key) is not None:
+                    return key
+            except StoreUnavailable as exc:
+                raise _error(str(exc), "store_unavailable") from exc
+        return candidates[-1] if candidates else None
 
     def _check_message(self, user_message: object) -> None:
         if not isinstance(user_message, str):
@@ -258,9 +284,9 @@ class ChatAgent(BaseAgent):
                 jsonrpc.INVALID_PARAMS,
             )
 
-    async def _load(self, conversation_id: str) -> ConversationState:
+    async def _load(self, key: str | None, conversation_id: str) -> ConversationState:
         try:
-            state = await self.store.load(conversation_id)
+            state = None if key is None else await self.store.load(key)
         except StoreUnavailable as exc:
             raise _error(str(exc), "store_unavailable") from exc
         if state is None:
@@ -272,10 +298,15 @@ class ChatAgent(BaseAgent):
         return state
 
     @asynccontextmanager
-    async def _turn(self, conversation_id: str) -> AsyncIterator[ConversationState]:
+    async def _turn(
+        self, key: str | None, conversation_id: str
+    ) -> AsyncIterator[ConversationState]:
         await self._sweep()
-        async with self._locks.hold(conversation_id), self._lease(conversation_id):
-            yield await self._load(conversation_id)
+        if key is None:
+            await self._load(None, conversation_id)  # raises: no such conversation
+        assert key is not None
+        async with self._locks.hold(key), self._lease(key):
+            yield await self._load(key, conversation_id)
 
     @asynccontextmanager
     async def _lease(self, conversation_id: str) -> AsyncIterator[None]:

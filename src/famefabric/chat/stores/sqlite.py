@@ -353,19 +353,26 @@ class SQLiteConversationStore:
             await db.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
         return any(updated_at >= self._cutoff(now) for (updated_at,) in rows)
 
-    async def list_ids(self, *, limit: int = 100) -> list[str]:
-        """Return up to ``limit`` conversation ids, most recently active first.
+    async def list_ids(self, *, limit: int = 100, prefix: str | None = None) -> list[str]:
+        """Return up to ``limit`` conversation ids (starting with ``prefix``), most recent first.
 
         Raises:
             StoreUnavailable: the database cannot be opened or read.
         """
         now = self._clock()
         async with self._transaction(write=False) as db:
-            rows = await db.execute_fetchall(
-                "SELECT id FROM conversations WHERE updated_at >= ? "
-                "ORDER BY updated_at DESC, id LIMIT ?",
-                (self._cutoff(now), limit),
-            )
+            if prefix is None:
+                rows = await db.execute_fetchall(
+                    "SELECT id FROM conversations WHERE updated_at >= ? "
+                    "ORDER BY updated_at DESC, id LIMIT ?",
+                    (self._cutoff(now), limit),
+                )
+            else:
+                rows = await db.execute_fetchall(
+                    "SELECT id FROM conversations WHERE updated_at >= ? "
+                    "AND substr(id, 1, ?) = ? ORDER BY updated_at DESC, id LIMIT ?",
+                    (self._cutoff(now), len(prefix), prefix, limit),
+                )
         return [conversation_id for (conversation_id,) in rows]
 
     async def touch(self, conversation_id: str) -> None:
