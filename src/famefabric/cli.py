@@ -83,6 +83,16 @@ def _parser() -> argparse.ArgumentParser:
         help="require HS256 tokens signed with the secret in PATH (instead of FAME_AUTH_SECRET)",
     )
 
+    sentinel.add_argument(
+        "--tls-cert",
+        default=None,
+        metavar="PEM",
+        help="serve TLS with this certificate chain (FAME_TLS_CERT)",
+    )
+    sentinel.add_argument(
+        "--tls-key", default=None, metavar="PEM", help="the certificate's key (FAME_TLS_KEY)"
+    )
+
     token = commands.add_parser("token", help="admission tokens")
     token_actions = token.add_subparsers(dest="action", required=True, metavar="ACTION")
     create = token_actions.add_parser(
@@ -250,6 +260,8 @@ def _sentinel(args: argparse.Namespace) -> int:
         auth_secret_file=args.auth_secret_file,
         cluster_url=args.cluster,
         insecure=args.insecure,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
     )
     return 0
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import ssl
 from collections.abc import Callable
 
 from famefabric.errors import ConfigurationError
 from famefabric.security import TokenVerifier
+from famefabric.security.tls import server_context_from_env
 from famefabric.sentinel.admission import listening_host
 from famefabric.sentinel.cluster import ClusterSettings
 from famefabric.sentinel.limits import SentinelLimits
@@ -30,6 +32,7 @@ async def serve_sentinel(
     stop: asyncio.Event | None = None,
     limits: SentinelLimits | None = None,
     verifier: TokenVerifier | None = None,
+    tls: ssl.SSLContext | None = None,
     cluster: ClusterSettings | None = None,
 ) -> None:
     """Run a sentinel until SIGINT or SIGTERM arrives, or until ``stop`` is set.
@@ -45,6 +48,7 @@ async def serve_sentinel(
         stop: an event that stops the sentinel when set.
         limits: the sentinel's limits (default: :class:`SentinelLimits`).
         verifier: checks attach tokens (§17); None for open mode.
+        tls: listen with TLS using this context (§17.6).
         cluster: the cluster to join (None: none).
 
     Raises:
@@ -68,6 +72,7 @@ async def serve_sentinel(
             idle_timeout=idle_timeout,
             limits=limits,
             verifier=verifier,
+            tls=tls,
             cluster=cluster,
         ):
             await stop.wait()
@@ -86,6 +91,8 @@ def run_sentinel(
     auth_secret_file: str | None = None,
     cluster_url: str | None = None,
     insecure: bool = False,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
 ) -> None:
     """Configure logging and run :func:`serve_sentinel` in a new event loop.
 
@@ -119,6 +126,7 @@ def run_sentinel(
     show_envelopes = env.show_envelopes if show_envelopes is None else show_envelopes
     limits = SentinelLimits.from_env()
     verifier = TokenVerifier.from_env(secret_file=auth_secret_file)
+    tls = server_context_from_env(cert_file=tls_cert, key_file=tls_key)
     host = listening_host(host, authenticated=verifier is not None, insecure=insecure)
     cluster = ClusterSettings.from_env(url=cluster_url)
     loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None
@@ -137,6 +145,7 @@ def run_sentinel(
                 show_envelopes=show_envelopes,
                 limits=limits,
                 verifier=verifier,
+                tls=tls,
                 cluster=cluster,
             )
         )

@@ -20,6 +20,7 @@ import asyncio
 import hashlib
 import logging
 import socket
+import ssl
 import time
 from contextlib import AsyncExitStack
 from http import HTTPStatus
@@ -116,6 +117,7 @@ class Sentinel:
         limits: queue sizes, deadlines and bounds (default: :class:`SentinelLimits`).
         verifier: checks the bearer token of every attach (§17); None is open
             mode, where every connection is anonymous.
+        tls: listen with TLS (``wss://``) using this context (§17.6).
         cluster: join this cluster of sentinels over NATS (docs/CLUSTER.md);
             None: a sentinel of its own.
 
@@ -141,6 +143,7 @@ class Sentinel:
         limits: SentinelLimits | None = None,
         verifier: TokenVerifier | None = None,
         cluster: ClusterSettings | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         if system_id is None:
             system_id = default_sentinel_id(port=port)
@@ -159,6 +162,7 @@ class Sentinel:
         self._max_message_bytes = max_message_bytes
         self._ping_interval = ping_interval
         self._admission = Admission(verifier)
+        self._tls = tls
         printer = envelope_printer or (EnvelopePrinter(label=system_id) if show_envelopes else None)
         self._limits = limits if limits is not None else SentinelLimits()
         self._inflight = InflightRequests(
@@ -235,6 +239,7 @@ class Sentinel:
         task_group.create_task(self._housekeeping())
         if self._listen:
             log.info("admission: %s", self._admission.describe())
+            log.info("transport: %s", "TLS (wss://)" if self._tls else "plain (ws://), no TLS")
             log.info("sentinel %s listening on %s:%d", self._system_id, self._host, self.port)
         return self
 
@@ -364,6 +369,7 @@ class Sentinel:
                 ping_interval=self._ping_interval,
                 ping_timeout=20,
                 server_header=None,
+                ssl=self._tls,
             )
         except OSError as exc:
             raise ConfigurationError(
