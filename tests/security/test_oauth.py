@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from identity_provider import running_provider
+from support.identity_provider import running_provider
 
 from famefabric.errors import AttachRefused, ConfigurationError, ConnectionClosed
 from famefabric.node import Node
