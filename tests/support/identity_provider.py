@@ -90,7 +90,7 @@ def _handler(provider: IdentityProvider) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(data)
 
         def do_GET(self) -> None:
-            if self.path == "/jwks.json":
+            if self.path in ("/jwks.json", "/.well-known/jwks.json"):
                 provider.jwks_fetches += 1
                 self._json(200, provider.jwks())
             else:
