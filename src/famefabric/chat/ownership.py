@@ -72,6 +72,12 @@ class Scope:
             return [conversation_id]
         return [] if own is None else [own]
 
+    def checked_part(self, conversation_id: str) -> str:
+        """The part of an id that the id rules apply to: an admin's full key is checked after its owner."""
+        if self.caller.admin and SEPARATOR in conversation_id:
+            return conversation_id.partition(SEPARATOR)[2]
+        return conversation_id
+
     def list_prefix(self) -> str | None:
         """The prefix to list with; None lists every key."""
         return None if self.sees_everything else self.prefix
