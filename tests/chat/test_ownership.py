@@ -112,9 +112,9 @@ async def test_another_subjects_conversation_answers_like_an_unknown_id(world: W
         reply,
     ]
     assert await world.alice.list_conversations() == ["c1"]
-    # An id with the key separator reaches nothing.
+    # A full key is not a valid id for anyone but an admin.
     assert (await error_of(world.bob.get_conversation("alice\x1fc1")))[0] == {
-        "code": "conversation_not_found"
+        "code": "invalid_params"
     }
 
 
