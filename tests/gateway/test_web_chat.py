@@ -23,6 +23,10 @@ from famefabric.testing import OpenAIStubServer, Reply
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
 LONG_REPLY = " ".join(f"word{n}" for n in range(40))
+MARKDOWN_REPLY = (
+    "Counting again, **in words** this time:\n\n1. one\n2. two\n3. three\n\n"
+    "Or with `range`:\n\n```python\nfor n in range(3):\n    print(n)\n```"
+)
 XSS_REPLY = (
     "Here: <img src=x onerror=alert(1)> and [a link](javascript:alert(1)) and "
     '<a href="javascript:alert(2)">another</a>\n\n```html\n<img src=x onerror=alert(1)>\n```'
@@ -131,7 +135,7 @@ async def test_reply_streams_and_the_conversation_survives_a_reload(
     assert await other.locator("#chat-title").inner_text() == title
 
     # The second turn carries the first exchange to the LLM.
-    stack.llm.enqueue(Reply("again"))
+    stack.llm.enqueue(Reply(MARKDOWN_REPLY))
     await send(other, "And again?")
     await wait_reply_done(other)
     second = stack.llm.requests[1].body["messages"]
@@ -140,6 +144,8 @@ async def test_reply_streams_and_the_conversation_survives_a_reload(
         LONG_REPLY,
         "And again?",
     ]
+    await other.locator(".message[data-role=assistant] pre code").wait_for()
+    await screenshot(other, "chat-markdown-wide")
     assert watch.page_errors == [] and watch.csp_violations == [] and watch.dialogs == []
 
 
@@ -232,11 +238,9 @@ async def test_unserved_agent_address_shows_the_error_line(stack: WebStack, brow
 
 
 async def test_narrow_screen(stack: WebStack, browser: Any) -> None:
-    stack.llm.enqueue(Reply("A short answer with `code`.\n\n```python\nprint('hi')\n```"))
-    page, watch = await open_chat(browser, stack.url, viewport=NARROW)
-    assert not await page.locator("#sidebar").is_visible() or (
-        (await page.locator("#sidebar").bounding_box() or {"x": -1})["x"] < 0
-    )
+    stack.llm.enqueue(Reply(MARKDOWN_REPLY))
+    page, watch = await open_chat(browser, stack.url, viewport=NARROW, dark=True)
+    assert await page.locator("#sidebar").is_hidden()
     await send(page, "Show me code on a phone")
     await wait_reply_done(page)
     scroll_width = await page.evaluate("document.documentElement.scrollWidth")
@@ -253,4 +257,7 @@ async def test_narrow_screen(stack: WebStack, browser: Any) -> None:
         "() => document.getElementById('sidebar').getBoundingClientRect().x >= 0"
     )
     await screenshot(page, "chat-narrow-list")
+    await entry.click()  # choosing a conversation closes the list
+    await page.locator("#sidebar").wait_for(state="hidden")
+    await page.locator(".message[data-role=assistant] pre code").wait_for()
     assert watch.page_errors == []

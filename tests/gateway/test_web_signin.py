@@ -90,6 +90,12 @@ async def test_sign_in_send_and_sign_out(stack: WebStack, browser: Any) -> None:
     assert watch.dialogs == [] and watch.page_errors == [] and watch.csp_violations == []
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="the chat agent does not yet keep conversations per subject (chat ownership, "
+    "issue 10): today every signed-in user sees every conversation; remove this mark "
+    "when ownership lands (strict: the test then passes and this mark fails it)",
+)
 async def test_one_user_never_sees_anothers_conversation(stack: WebStack, browser: Any) -> None:
     alice = mint_token(SECRET, "alice2", *USER_CALLS)
     bob = mint_token(SECRET, "bob", *USER_CALLS)
