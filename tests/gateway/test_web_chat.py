@@ -73,9 +73,12 @@ async def send(page: Any, text: str) -> None:
 
 
 async def wait_reply_done(page: Any) -> Any:
-    reply = page.locator('.message[data-role=assistant][data-done="true"]').last
-    await reply.wait_for()
-    return reply
+    """Wait until the newest reply (the one the last send added) has ended; return it."""
+    await page.wait_for_function(
+        "() => { const all = document.querySelectorAll('.message[data-role=assistant]');"
+        " return all.length > 0 && all[all.length - 1].dataset.done === 'true'; }"
+    )
+    return page.locator(".message[data-role=assistant]").last
 
 
 def conversation_in(url: str) -> str:
