@@ -90,6 +90,31 @@ async def test_sign_in_send_and_sign_out(stack: WebStack, browser: Any) -> None:
     assert watch.dialogs == [] and watch.page_errors == [] and watch.csp_violations == []
 
 
+async def test_sign_in_link_carries_the_token_in_the_fragment(
+    stack: WebStack, browser: Any
+) -> None:
+    carol = mint_token(SECRET, "carol", *USER_CALLS)
+    page, watch = await new_page(browser)
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    await page.goto(f"{stack.url}/#token={carol}")
+    await page.locator("body[data-ready=true]").wait_for(state="attached")
+    assert await page.locator("#signin").is_hidden()
+    assert carol not in page.url  # taken out of the address bar at once
+    assert await page.evaluate("() => sessionStorage.getItem('fame.token')") == carol
+    assert not any(carol in url for url in requests)  # a fragment never reaches a server
+
+    # A link with a refused token lands on the sign-in form, saying why.
+    forged = mint_token(secrets.token_hex(32), "carol", *USER_CALLS)
+    second, _ = await new_page(browser)
+    await second.goto(f"{stack.url}/#token={forged}")
+    error = second.locator("#signin-error")
+    await error.wait_for(state="visible")
+    assert "sign in again" in await error.inner_text()
+    assert await second.evaluate("() => sessionStorage.getItem('fame.token')") is None
+    assert watch.page_errors == []
+
+
 @pytest.mark.xfail(
     strict=True,
     reason="the chat agent does not yet keep conversations per subject (chat ownership, "
