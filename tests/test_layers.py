@@ -30,6 +30,7 @@ RANKS = {
     "envelope_log": 3,
     "transport": 3,
     "settings": 2,
+    "log_limits": 2,
     "security": 3,
     "node": 4,
     "sentinel": 4,

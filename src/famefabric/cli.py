@@ -17,12 +17,14 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from famefabric.errors import ConfigurationError, FabricError
+from famefabric.log_limits import install_repeat_filter
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def _configure_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format=LOG_FORMAT, stream=sys.stderr)
+    install_repeat_filter()
     # The HTTP client logs every request at INFO; keep those for debugging.
     for noisy in ("httpx", "httpx2", "httpcore", "httpcore2", "openai"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
@@ -60,6 +62,20 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         default=None,
         help="print every envelope (FAME_SHOW_ENVELOPES)",
+    )
+    sentinel.add_argument(
+        "--max-connections",
+        type=int,
+        default=None,
+        help="attaches open at once; more are refused with HTTP 503 "
+        "(default FAME_SENTINEL_MAX_CONNECTIONS or 10000)",
+    )
+    sentinel.add_argument(
+        "--backlog",
+        type=int,
+        default=None,
+        help="connections queued before they are accepted "
+        "(default FAME_SENTINEL_BACKLOG or the system maximum)",
     )
     sentinel.add_argument(
         "--cluster",
@@ -240,6 +256,8 @@ def _sentinel(args: argparse.Namespace) -> int:
         port=settings.listener_port if args.port is None else args.port,
         system_id=args.node_id or settings.node_id,
         show_envelopes=settings.show_envelopes,
+        max_connections=args.max_connections,
+        backlog=args.backlog,
         auth_secret_file=args.auth_secret_file,
         cluster_url=args.cluster,
     )
