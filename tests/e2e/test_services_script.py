@@ -40,6 +40,7 @@ class Services:
                 "FAME_SERVICES": "local",
                 "FAME_LISTENER_PORT": str(self.port),
                 "FAME_DEMO_LLM_PORT": str(self.llm_port),
+                "FAME_GATEWAY_PORT": str(free_port()),
                 "FAME_DEMO_TOKEN_DELAY": "0.03",
                 "FAME_DATA_DIR": str(data_dir),
                 "TERM": "dumb",
