@@ -71,8 +71,31 @@ start_local() {
   echo "started sentinel (port $PORT) and chat agent as local processes; logs in $RUN_DIR/"
 }
 
+# The HTTP gateway (web chat + OpenAI-compatible API), a local process in both modes.
+GATEWAY_PORT="${FAME_GATEWAY_PORT:-8080}"
+start_gateway() {
+  if ! alive gateway; then
+    FAME_DIRECT_ADMISSION_URL="ws://127.0.0.1:${PORT}/fame/v1/attach/ws/downstream" \
+      FAME_GATEWAY_PORT="$GATEWAY_PORT" \
+      "$BIN/fame" gateway >"$RUN_DIR/gateway.log" 2>&1 &
+    echo $! >"$RUN_DIR/gateway.pid"
+  fi
+  "$BIN/python" - "http://127.0.0.1:${GATEWAY_PORT}/healthz" <<'PY' || { echo "the gateway did not start; see $RUN_DIR/gateway.log"; tail -5 "$RUN_DIR/gateway.log"; exit 1; }
+import sys, time, urllib.request
+deadline = time.monotonic() + 20
+while time.monotonic() < deadline:
+    try:
+        with urllib.request.urlopen(sys.argv[1], timeout=1):
+            sys.exit(0)
+    except OSError:
+        time.sleep(0.1)
+sys.exit(1)
+PY
+  echo "web chat and OpenAI-compatible API: http://127.0.0.1:${GATEWAY_PORT}/ (API docs at /docs)"
+}
+
 stop_local() {
-  for name in agent llm sentinel; do
+  for name in gateway agent llm sentinel; do
     if alive "$name"; then
       kill "$(cat "$RUN_DIR/$name.pid")" 2>/dev/null || true
       for _ in $(seq 50); do alive "$name" || break; sleep 0.1; done
@@ -86,7 +109,7 @@ stop_local() {
 case "${1:-}" in
   start)
     if [ -f "$RUN_DIR/mode" ] && [ "$(cat "$RUN_DIR/mode")" = docker ]; then
-      compose up -d; echo "running with Docker Compose"; exit 0
+      compose up -d; echo "running with Docker Compose"; start_gateway; exit 0
     fi
     if docker_usable; then
       echo "a Docker engine answers: starting with Docker Compose"
@@ -96,7 +119,8 @@ case "${1:-}" in
     else
       echo "no Docker engine: starting local processes"
       start_local
-    fi ;;
+    fi
+    start_gateway ;;
   stop)
     if [ -f "$RUN_DIR/mode" ] && [ "$(cat "$RUN_DIR/mode")" = docker ]; then compose down; fi
     stop_local
@@ -104,7 +128,7 @@ case "${1:-}" in
   status)
     mode=$(cat "$RUN_DIR/mode" 2>/dev/null || echo none)
     echo "mode: $mode"
-    for name in sentinel agent llm; do alive "$name" && echo "$name: running (pid $(cat "$RUN_DIR/$name.pid"))"; done
+    for name in sentinel agent llm gateway; do alive "$name" && echo "$name: running (pid $(cat "$RUN_DIR/$name.pid"))"; done
     "$BIN/python" -c "import urllib.request,sys; print(urllib.request.urlopen(sys.argv[1], timeout=1).read().decode())" "$HEALTH" 2>/dev/null || echo "sentinel: not answering on port $PORT" ;;
   logs)
     tail -n 50 "$RUN_DIR"/*.log 2>/dev/null || echo "no logs" ;;
