@@ -43,6 +43,9 @@ async def serve_gateway(
     family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Accepted connections inherit it: without it, a response's separate writes
+    # (headers, then each event) wait for the client's delayed ACK, 40 ms apiece.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind((settings.host, settings.port))
     host, port = sock.getsockname()[:2]
     config = uvicorn.Config(
