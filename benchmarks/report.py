@@ -279,6 +279,39 @@ def figures(results: dict[str, Any]) -> list[Figure]:
                         "≥ 30x reference" if target else "",
                     )
                 )
+    for system, what, p50_limit, tp_limit in (
+        ("fabric_auth", "tokens on", 1.05, 0.95),
+        ("fabric_tls", "TLS on", 1.25, 0.8),
+    ):
+        secured = echo.get(system, {})
+        if not secured.get("latency") or not fabric_p50:
+            continue
+        out.append(
+            Figure(
+                f"echo.p50_{system.removeprefix('fabric_')}_vs_plain",
+                f"Echo RPC sequential p50 — famefabric with {what} vs without",
+                "ms",
+                _series(secured.get("latency"), "p50_ms"),
+                "plain famefabric",
+                fabric_p50,
+                "ratio",
+                ("<=", p50_limit),
+                f"≤ {p50_limit:g}x plain",
+            )
+        )
+        out.append(
+            Figure(
+                f"echo.tp64_{system.removeprefix('fabric_')}_vs_plain",
+                f"Echo RPC throughput, 64 in flight — famefabric with {what} vs without",
+                "calls/s",
+                _series(secured.get("throughput", {}).get("64"), "rate"),
+                "plain famefabric",
+                _series(fabric.get("throughput", {}).get("64"), "rate"),
+                "ratio",
+                (">=", tp_limit),
+                f"≥ {tp_limit:g}x plain",
+            )
+        )
     uv = echo.get("fabric_uvloop", {})
     if uv.get("latency"):
         out.append(
