@@ -48,6 +48,7 @@ _KEY_REQUIRED_HOSTS = frozenset({"api.openai.com"})
 
 log = logging.getLogger(__name__)
 
+
 def _requires_key(base_url: str) -> bool:
     """Tell whether a server is known to refuse requests without a real key."""
     return (urlsplit(base_url).hostname or "").lower() in _KEY_REQUIRED_HOSTS
