@@ -34,12 +34,14 @@ class Services:
         self.run_dir = run_dir
         self.port = free_port()
         self.llm_port = free_port()
+        self.gateway_port = free_port()
         self.env = base_env(
             {
                 "FAME_RUN_DIR": str(run_dir),
                 "FAME_SERVICES": "local",
                 "FAME_LISTENER_PORT": str(self.port),
                 "FAME_DEMO_LLM_PORT": str(self.llm_port),
+                "FAME_GATEWAY_PORT": str(self.gateway_port),
                 "FAME_DEMO_TOKEN_DELAY": "0.03",
                 "FAME_DATA_DIR": str(data_dir),
                 "TERM": "dumb",
