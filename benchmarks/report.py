@@ -160,6 +160,43 @@ def _series(items: list[dict[str, Any]] | None, *path: str) -> list[float]:
     return out
 
 
+def gateway_figures(gateway: dict[str, Any]) -> list[Figure]:
+    """The HTTP gateway's rows: SSE time to first token, and concurrent streams held."""
+    out: list[Figure] = []
+    ttft = gateway.get("ttft", [])
+    if ttft:
+        out.append(
+            Figure(
+                "gateway.ttft",
+                "Time to first token p50 — gateway SSE (openai SDK) vs direct stream=True",
+                "ms",
+                _series(ttft, "gateway", "first_piece", "p50_ms"),
+                "direct",
+                _series(ttft, "direct", "first_piece", "p50_ms"),
+                "diff",
+                ("<=", 3.0),
+                "≤ direct + 3 ms",
+            )
+        )
+    streams = gateway.get("streams")
+    if isinstance(streams, dict) and streams.get("count"):
+        out.append(
+            Figure(
+                "gateway.streams",
+                f"Concurrent SSE streams through the gateway, completed whole of "
+                f"{streams['count']} (peak open {streams.get('peak_open', 0)})",
+                "streams",
+                [float(streams.get("completed", 0))],
+                "opened",
+                [float(streams["count"])],
+                "ratio",
+                (">=", 1.0),
+                "all hold",
+            )
+        )
+    return out
+
+
 def figures(results: dict[str, Any]) -> list[Figure]:
     """Every figure the results allow, targets first within each section."""
     out: list[Figure] = []
@@ -367,6 +404,7 @@ def figures(results: dict[str, Any]) -> list[Figure]:
                     "diff",
                 )
             )
+    out.extend(gateway_figures(results.get("gateway", {})))
     memory = results.get("memory", {})
     for store, label in (("memory", "in-memory"), ("sqlite", "SQLite")):
         runs = memory.get(store) or []

@@ -221,8 +221,30 @@ start_local() {
   show_urls
 }
 
+# The HTTP gateway (web chat + OpenAI-compatible API), a local process in both modes.
+GATEWAY_PORT="${FAME_GATEWAY_PORT:-8080}"
+start_gateway() {
+  if ! alive gateway; then
+    port_free "$GATEWAY_PORT" || refuse_taken_port "$GATEWAY_PORT" gateway FAME_GATEWAY_PORT
+    FAME_DIRECT_ADMISSION_URL="$(attach_url "$PORT")" FAME_GATEWAY_PORT="$GATEWAY_PORT" \
+      detach gateway "$BIN/fame" gateway
+  fi
+  "$BIN/python" - "http://127.0.0.1:${GATEWAY_PORT}/healthz" <<'PY' || failed gateway gateway
+import sys, time, urllib.request
+deadline = time.monotonic() + 20
+while time.monotonic() < deadline:
+    try:
+        with urllib.request.urlopen(sys.argv[1], timeout=1):
+            sys.exit(0)
+    except OSError:
+        time.sleep(0.1)
+sys.exit(1)
+PY
+  echo "  web chat and OpenAI-compatible API: http://127.0.0.1:${GATEWAY_PORT}/   (API docs: /docs)"
+}
+
 stop_local() {
-  for name in agent llm sentinel; do
+  for name in gateway agent llm sentinel; do
     if alive "$name"; then
       kill "$(cat "$RUN_DIR/$name.pid")" 2>/dev/null || true
       for _ in $(seq 50); do alive "$name" || break; sleep 0.1; done
@@ -237,7 +259,7 @@ stop_local() {
 start() {
   credentials
   if [ -f "$RUN_DIR/mode" ] && [ "$(cat "$RUN_DIR/mode")" = docker ]; then
-    compose up -d; echo "running with Docker Compose"; return
+    compose up -d; echo "running with Docker Compose"; start_gateway; return
   fi
   if use_docker; then
     echo "a Docker engine answers: starting with Docker Compose (FAME_SERVICES=local: local processes)"
@@ -248,6 +270,7 @@ start() {
   else
     start_local
   fi
+  start_gateway
 }
 
 stop() {
@@ -260,7 +283,7 @@ status() {
   local mode
   mode=$(cat "$RUN_DIR/mode" 2>/dev/null || echo "not started")
   echo "mode: $mode"
-  for name in sentinel agent llm; do
+  for name in sentinel agent llm gateway; do
     if alive "$name"; then echo "$name: running (pid $(cat "$RUN_DIR/$name.pid"))";
     elif [ -f "$RUN_DIR/$name.pid" ]; then echo "$name: NOT running (exited; see $RUN_DIR/$name.log)"; fi
   done

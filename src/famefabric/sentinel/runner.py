@@ -130,6 +130,10 @@ def run_sentinel(
             f"log level {log_level!r} is not valid: expected debug, info, warning or error"
         )
     logging.basicConfig(level=level, format=LOG_FORMAT)
+    if level > logging.DEBUG:
+        # websockets logs every HTTP exchange (each health check) and every closed
+        # connection at INFO; the sentinel logs attaches and detaches itself.
+        logging.getLogger("websockets.server").setLevel(logging.WARNING)
     install_repeat_filter()
     env = FabricSettings.from_env()
     port = env.listener_port if port is None else port
