@@ -178,6 +178,17 @@ def gateway_figures(gateway: dict[str, Any]) -> list[Figure]:
                 "≤ direct + 3 ms",
             )
         )
+        out.append(
+            Figure(
+                "gateway.ttft_http",
+                "Time to first token p50 — gateway SSE vs stream_turn over the fabric (HTTP's own cost)",
+                "ms",
+                _series(ttft, "gateway", "first_piece", "p50_ms"),
+                "fabric",
+                _series(ttft, "fabric", "first_piece", "p50_ms"),
+                "diff",
+            )
+        )
     streams = gateway.get("streams")
     if isinstance(streams, dict) and streams.get("count"):
         out.append(
