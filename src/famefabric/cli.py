@@ -169,6 +169,11 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="allow a non-loopback interface without auth (anyone who reaches it uses the fabric)",
     )
+    gateway.add_argument(
+        "--auth-secret-file",
+        default=None,
+        help="verify users' HS256 tokens with the secret in PATH (instead of FAME_AUTH_SECRET)",
+    )
     gateway.add_argument("--log-level", default=None, help="debug, info, warning or error")
 
     from famefabric.chat.commands import HELP as CHAT_HELP
@@ -281,7 +286,7 @@ def _gateway(args: argparse.Namespace) -> int:
         settings = replace(settings, host=args.host)
     _configure_logging(fabric.log_level)
     try:
-        run_gateway(settings, fabric, insecure=args.insecure)
+        run_gateway(settings, fabric, insecure=args.insecure, secret_file=args.auth_secret_file)
     except OSError as exc:
         logging.getLogger("famefabric.cli").error(
             "cannot listen on %s:%d: %s", settings.host, settings.port, exc.strerror or exc
