@@ -27,6 +27,7 @@ RANKS = {
     "protocol": 1,
     "routing": 2,
     "clock": 2,
+    "observability": 2,
     "envelope_log": 3,
     "transport": 3,
     "settings": 3,

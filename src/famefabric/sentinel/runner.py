@@ -7,7 +7,8 @@ import logging
 import signal
 from collections.abc import Callable
 
-from famefabric.errors import ConfigurationError
+from famefabric.observability import tracing
+from famefabric.observability.logs import configure_logging
 from famefabric.sentinel.limits import SentinelLimits
 from famefabric.sentinel.server import Sentinel
 from famefabric.settings import FabricSettings
@@ -87,12 +88,8 @@ def run_sentinel(
         ConfigurationError: ``log_level`` is not a logging level name, or the
             sentinel cannot start.
     """
-    level = logging.getLevelName(log_level.upper())
-    if not isinstance(level, int):
-        raise ConfigurationError(
-            f"log level {log_level!r} is not valid: expected debug, info, warning or error"
-        )
-    logging.basicConfig(level=level, format=LOG_FORMAT)
+    configure_logging(log_level)
+    tracing.setup("famefabric-sentinel")
     env = FabricSettings.from_env()
     port = env.listener_port if port is None else port
     system_id = env.node_id if system_id is None else system_id

@@ -41,6 +41,7 @@ import orjson
 
 from famefabric.clock import timestamp
 from famefabric.errors import ProtocolError
+from famefabric.observability import metrics
 from famefabric.protocol import envelopes
 from famefabric.protocol.address import parse_address
 from famefabric.protocol.codec import frame_from_dict, parse_object, salvage_object
@@ -55,6 +56,9 @@ from famefabric.sentinel.outbound import OutboundQueue
 from famefabric.sentinel.router import FORBIDDEN, INVALID_ENVELOPE, Action, Close, Router, Send
 
 log = logging.getLogger("famefabric.sentinel")
+
+_RECEIVED = {name: metrics.ENVELOPES_IN.labels(name) for name in metrics.FRAME_TYPES}
+_RECEIVED_OTHER = metrics.ENVELOPES_IN.labels("other")
 
 WARNINGS_PER_CONNECTION = 5
 """Dropped-frame warnings logged at WARNING per connection; the rest go to DEBUG."""
@@ -262,6 +266,7 @@ class ChildSession:
             router.printer.show("received", envelope, peer=self.node_id)
         frame = envelope["frame"]
         frame_type = frame["type"]
+        _RECEIVED.get(frame_type, _RECEIVED_OTHER).inc()
         if frame_type == "CreditUpdate":
             return _NO_ACTIONS  # hop-local; we never block on credits (§9)
         out: list[Action] = []
