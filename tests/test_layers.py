@@ -27,19 +27,22 @@ RANKS = {
     "protocol": 1,
     "routing": 2,
     "clock": 2,
-    "observability": 2,
+    "observability": 1,
     "envelope_log": 3,
     "transport": 3,
-    "settings": 3,
+    "settings": 2,
+    "log_limits": 2,
+    "security": 3,
     "node": 4,
     "sentinel": 4,
     "agent": 5,
     "fabric": 6,
     "chat": 7,
     "testing": 8,
-    "cli": 8,
-    "__init__": 9,
-    "__main__": 9,
+    "gateway": 8,
+    "cli": 9,
+    "__init__": 10,
+    "__main__": 10,
 }
 PURE = {"protocol", "routing"}
 IMPURE_MODULES = {"asyncio", "websockets", "logging", "os", "time", "socket", "threading"}
@@ -49,11 +52,20 @@ IMPURE_MODULES = {"asyncio", "websockets", "logging", "os", "time", "socket", "t
 LAZY_IMPORTS = {
     ("cli.py", "famefabric.settings"): "the CLI imports each command's parts only when it runs",
     ("cli.py", "famefabric.sentinel"): "the CLI imports each command's parts only when it runs",
+    ("cli.py", "famefabric.security"): "the CLI imports each command's parts only when it runs",
     ("cli.py", "famefabric.chat.service"): "the chat agent and its LLM client load on demand",
     ("cli.py", "famefabric.chat.settings"): "the chat agent and its LLM client load on demand",
+    ("cli.py", "famefabric.gateway.server"): "the gateway and its HTTP stack load on demand",
+    ("cli.py", "famefabric.gateway.settings"): "the gateway and its HTTP stack load on demand",
     ("cli.py", "famefabric.chat.client"): "the chat client loads on demand",
     ("cli.py", "famefabric.chat.agent"): "conversation commands load the chat app on demand",
     ("cli.py", "famefabric.chat.store"): "conversation commands load the stores on demand",
+    ("cli.py", "famefabric.chat.listing"): "conversation commands load the stores on demand",
+    ("cli.py", "famefabric.chat.commands"): "the chat's help text loads with the chat app",
+    (
+        "cli.py",
+        "famefabric.chat.stores._contract",
+    ): "conversation commands load the stores on demand",
     ("chat/store.py", "famefabric.chat.stores.redis"): "the Redis client is an optional dependency",
     ("testing/__init__.py", "famefabric.testing.openai_server"): (
         "the OpenAI stub pulls in its HTTP server only when used"

@@ -35,8 +35,9 @@ from famefabric.errors import FabricError
 from famefabric.node import Node
 from famefabric.observability import tracing
 from famefabric.observability.endpoint import serve_metrics_from_env
+from famefabric.security import TokenProvider, token_provider_from_env
 from famefabric.sentinel import Sentinel
-from famefabric.settings import FabricSettings, check_ws_url
+from famefabric.settings import FabricSettings, check_ws_urls
 from famefabric.transport import Transport
 
 log = logging.getLogger(__name__)
@@ -63,8 +64,10 @@ class FameFabric:
         in_process: bool = False,
         system_id: str | None = None,
         accepted_logicals: tuple[str, ...] = ("*",),
+        token: TokenProvider | None = None,
     ) -> None:
         self._settings = settings
+        self._token_provider = token
         self._in_process = in_process
         self._system_id = system_id or settings.node_id
         self._accepted_logicals = accepted_logicals
@@ -84,6 +87,7 @@ class FameFabric:
         system_id: str | None = None,
         show_envelopes: bool | None = None,
         call_timeout: float | None = None,
+        token: TokenProvider | None = None,
     ) -> FameFabric:
         """Configure a fabric; enter it with ``async with`` to attach.
 
@@ -94,6 +98,8 @@ class FameFabric:
             system_id: this node's id; default ``FAME_NODE_ID`` or a random one.
             show_envelopes: print every envelope; default ``FAME_SHOW_ENVELOPES``.
             call_timeout: default seconds a call waits; default ``FAME_CALL_TIMEOUT`` (30).
+            token: the node's admission token source; default ``FAME_TOKEN``,
+                ``FAME_TOKEN_FILE`` or ``FAME_ADMISSION_TOKEN_URL`` (none: anonymous).
 
         Raises:
             ConfigurationError: an environment variable has an invalid value.
@@ -101,14 +107,16 @@ class FameFabric:
         base = settings or FabricSettings.from_env()
         changes: dict[str, object] = {}
         if admission_url is not None:
-            changes["admission_url"] = check_ws_url("admission_url", admission_url)
+            changes["admission_url"] = check_ws_urls("admission_url", admission_url)
         if show_envelopes is not None:
             changes["show_envelopes"] = show_envelopes
         if call_timeout is not None:
             changes["call_timeout"] = call_timeout
         if changes:
             base = replace(base, **changes)  # type: ignore[arg-type]
-        return cls(settings=base, in_process=in_process, system_id=system_id)
+        if token is None and not in_process:
+            token = token_provider_from_env()
+        return cls(settings=base, in_process=in_process, system_id=system_id, token=token)
 
     @property
     def settings(self) -> FabricSettings:
@@ -143,6 +151,7 @@ class FameFabric:
                 max_initial_attempts=self._settings.max_initial_attempts,
                 default_timeout=self._settings.call_timeout,
                 show_envelopes=self._settings.show_envelopes,
+                token=self._token_provider,
             )
             self._node = await self._stack.enter_async_context(node)
         except BaseException:

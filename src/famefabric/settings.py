@@ -91,6 +91,20 @@ def check_ws_url(key: str, url: str) -> str:
     return url.rstrip("/")
 
 
+def check_ws_urls(key: str, value: str) -> str:
+    """Validate one WebSocket URL or several, comma-separated (sentinels of one cluster).
+
+    Raises:
+        ConfigurationError: a URL is not ``ws://…`` or ``wss://…`` with a host.
+    """
+    parts = [part.strip() for part in value.split(",")]
+    if len(parts) == 1:
+        return check_ws_url(key, value)
+    if not all(parts):
+        raise ConfigurationError(f"{key}={value!r} has an empty URL between commas")
+    return ",".join(check_ws_url(key, part) for part in parts)
+
+
 @dataclass(frozen=True, slots=True)
 class FabricSettings:
     """Everything a node or sentinel process reads from its environment.
@@ -130,7 +144,7 @@ class FabricSettings:
         log_level = (env.get("FAME_LOG_LEVEL") or "info").lower()
         parse_levels(log_level)  # a level, then optional logger=level overrides
         return cls(
-            admission_url=check_ws_url("FAME_DIRECT_ADMISSION_URL", url),
+            admission_url=check_ws_urls("FAME_DIRECT_ADMISSION_URL", url),
             node_id=env.get("FAME_NODE_ID") or None,
             show_envelopes=env_bool(env, "FAME_SHOW_ENVELOPES"),
             listener_port=env_int(env, port_key, DEFAULT_PORT, minimum=0),

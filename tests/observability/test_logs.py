@@ -28,7 +28,7 @@ def restore_logging() -> Iterator[None]:
 
 def test_json_lines_carry_time_level_logger_message_and_the_conversation() -> None:
     out = io.StringIO()
-    configure_logging("info", stream=out, env={"FAME_LOG_FORMAT": "json"})
+    configure_logging("info", stream=out, env={"FAME_LOG_FORMAT": "json"}, force=True)
     log = logging.getLogger("famefabric.test")
     log.info("turn %d done", 3)
     with conversation("conv42"):
@@ -51,7 +51,7 @@ def test_json_lines_carry_time_level_logger_message_and_the_conversation() -> No
 def test_text_is_the_default_and_levels_can_be_set_per_logger() -> None:
     out = io.StringIO()
     env = {"FAME_LOG_LEVEL": "warning,famefabric.sentinel=debug"}
-    configure_logging(None, stream=out, env=env)
+    configure_logging(None, stream=out, env=env, force=True)
     logging.getLogger("famefabric.sentinel").debug("routing detail")
     logging.getLogger("famefabric.chat").info("hidden")
     logging.getLogger("famefabric.chat").warning("shown")
@@ -66,7 +66,9 @@ def test_filters_given_apply_to_every_record() -> None:
             return "drop me" not in record.getMessage()
 
     out = io.StringIO()
-    configure_logging("info", stream=out, filters=[DropSecrets()], env={"FAME_LOG_FORMAT": "json"})
+    configure_logging(
+        "info", stream=out, filters=[DropSecrets()], env={"FAME_LOG_FORMAT": "json"}, force=True
+    )
     logging.getLogger("x").info("keep me")
     logging.getLogger("x").info("drop me")
     assert [json.loads(line)["message"] for line in out.getvalue().splitlines()] == ["keep me"]

@@ -109,8 +109,10 @@ class Supervisor:
         spawn: Callable[[Coroutine[Any, Any, None]], None],
         machine: LinkStateMachine,
         can_renew_token: Callable[[], bool] = lambda: False,
+        fallback_urls: Sequence[str] = (),
     ) -> None:
-        self._url = url
+        self._urls = [url, *fallback_urls]
+        self._current = 0
         self._system_id = system_id
         self._connect = connect
         self._accepted_logicals = tuple(accepted_logicals)
@@ -133,8 +135,14 @@ class Supervisor:
 
     @property
     def url(self) -> str:
-        """The attach URL, including the system id."""
-        return self._url
+        """The attach URL in use (or tried next), including the system id."""
+        return self._urls[self._current]
+
+    @property
+    def _url(self) -> str:
+        if len(self._urls) == 1:
+            return self._urls[0]
+        return " or ".join(self._urls)
 
     @property
     def may_queue(self) -> bool:
@@ -150,16 +158,29 @@ class Supervisor:
         )
 
     async def _open(self) -> Link:
-        self._generation += 1
-        return await open_link(
-            connect=self._connect,
-            url=self._url,
-            system_id=self._system_id,
-            accepted_logicals=self._accepted_logicals,
-            generation=self._generation,
-            attach_timeout=self._timing.attach_timeout,
-            printer=self._printer,
-        )
+        """Attach to the URL in use, else to each other one in order (one sentinel of several)."""
+        count = len(self._urls)
+        for step in range(count):
+            index = (self._current + step) % count
+            self._generation += 1
+            try:
+                link = await open_link(
+                    connect=self._connect,
+                    url=self._urls[index],
+                    system_id=self._system_id,
+                    accepted_logicals=self._accepted_logicals,
+                    generation=self._generation,
+                    attach_timeout=self._timing.attach_timeout,
+                    printer=self._printer,
+                )
+            except (ConnectionClosed, OSError, TimeoutError) as exc:
+                if step == count - 1:
+                    raise
+                log.info("attach to %s failed: %s; trying the next URL", self._urls[index], exc)
+                continue
+            self._current = index
+            return link
+        raise AssertionError("unreachable: a node always has an attach URL")
 
     async def first_attach(self) -> Link:
         """Connect and attach, trying up to ``max_initial_attempts`` times (0: forever).

@@ -40,6 +40,8 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 NOISY_LOGGERS = ("httpx", "httpcore", "openai")
 """Libraries that log every request at INFO: kept at WARNING unless overridden."""
 
+_OURS = "_famefabric_handler"
+
 conversation_id: ContextVar[str | None] = ContextVar("famefabric_conversation_id", default=None)
 """The conversation whose turn is running, added to JSON log lines."""
 
@@ -130,10 +132,14 @@ def configure_logging(
     filters: Sequence[logging.Filter] = (),
     stream: TextIO | None = None,
     env: Mapping[str, str] | None = None,
-) -> logging.Handler:
+    force: bool = False,
+) -> logging.Handler | None:
     """Send log records to ``stream`` (stderr) as text or JSON lines; return the handler.
 
-    Replaces the handlers of the root logger, so calling it again reconfigures.
+    Like :func:`logging.basicConfig`, it leaves logging alone (and returns
+    None) when the root logger already has handlers that it did not install,
+    unless ``force``: a program embedding famefabric keeps its own set-up.
+    Calling it again replaces the handler it installed before.
 
     Args:
         level: a level or level spec from a flag; wins over ``FAME_LOG_LEVEL``.
@@ -157,11 +163,14 @@ def configure_logging(
         flag_root, flag_overrides = parse_levels(level, setting="--log-level")
         root_level = flag_root if flag_root is not None else root_level
         overrides |= flag_overrides
+    root = logging.getLogger()
+    if not force and any(not getattr(h, _OURS, False) for h in root.handlers):
+        return None
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    setattr(handler, _OURS, True)
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
     for log_filter in filters:
         handler.addFilter(log_filter)
-    root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)

@@ -49,9 +49,11 @@ class RoutingTable:
     connection per system id (§5.8), so a node id also names a connection.
     """
 
-    __slots__ = ("_capabilities", "_exact", "_nodes", "_pools")
+    __slots__ = ("_capabilities", "_exact", "_nodes", "_pools", "version")
 
     def __init__(self) -> None:
+        self.version = 0
+        """Counts the changes to bindings and capabilities (read it to notice one)."""
         self._nodes: dict[str, NodeRoutes] = {}
         # exact address -> binders, oldest first
         self._exact: dict[str, list[str]] = {}
@@ -77,6 +79,7 @@ class RoutingTable:
         routes = self._nodes.pop(node_id, None)
         if routes is None:
             return NodeRoutes()
+        self.version += 1
         for address in routes.addresses:
             self._drop_binding(parse_address(address), address, node_id)
         for capability, address in routes.capabilities:
@@ -101,6 +104,7 @@ class RoutingTable:
             members = self._exact.setdefault(address, [])
         if node_id not in members:
             members.append(node_id)
+            self.version += 1
         routes.addresses.add(address)
 
     def unbind(self, node_id: str, address: str) -> bool:
@@ -118,6 +122,7 @@ class RoutingTable:
             return False
         routes.addresses.discard(address)
         self._drop_binding(parsed, address, node_id)
+        self.version += 1
         return True
 
     def advertise(self, node_id: str, address: str, capabilities: Iterable[str]) -> None:
@@ -127,6 +132,7 @@ class RoutingTable:
             KeyError: ``node_id`` is not attached.
         """
         routes = self._nodes[node_id]
+        self.version += 1
         for capability in capabilities:
             self._capabilities.setdefault(capability, {}).setdefault(node_id, set()).add(address)
             routes.capabilities.add((capability, address))
@@ -136,6 +142,7 @@ class RoutingTable:
         routes = self._nodes.get(node_id)
         if routes is None:
             return
+        self.version += 1
         for capability in capabilities:
             if (capability, address) in routes.capabilities:
                 routes.capabilities.discard((capability, address))
@@ -179,6 +186,10 @@ class RoutingTable:
                 return []
             nodes = [node for node in nodes if node in offering]
         return nodes
+
+    def node_ids(self) -> list[str]:
+        """Return the system ids of the attached children."""
+        return list(self._nodes)
 
     def node_routes(self, node_id: str) -> NodeRoutes | None:
         """Return a child's routes (read them; only the table changes them), or None."""

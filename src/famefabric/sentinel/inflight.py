@@ -180,6 +180,11 @@ class InflightRequests:
         own = self._by_source.get(source)
         return 0 if own is None else len(own)
 
+    def count_destination(self, destination: str) -> int:
+        """Return how many requests delivered to ``destination`` await its replies."""
+        keys = self._by_destination.get(destination)
+        return 0 if keys is None else len(keys)
+
     def answers(self, envelope: Mapping[str, Any], *, source: str) -> bool:
         """Tell whether ``envelope`` from ``source`` answers a request delivered to ``source``."""
         to = envelope.get("to")
@@ -189,6 +194,18 @@ class InflightRequests:
     def sent_by(self, source: str, request_id: object) -> bool:
         """Tell whether ``source`` sent the request whose envelope id is ``request_id``."""
         return type(request_id) is str and (source, request_id) in self._by_request
+
+    def destination_of(self, source: str, request_id: object) -> str | None:
+        """Return where the request ``request_id`` sent by ``source`` was delivered, or None."""
+        if type(request_id) is not str:
+            return None
+        key = self._by_request.get((source, request_id))
+        return None if key is None else key[0]
+
+    def drop_sources(self, prefix: str) -> int:
+        """Forget every request sent by a source whose name starts with ``prefix``."""
+        doomed = [source for source in self._by_source if source.startswith(prefix)]
+        return sum(self.drop_source(source) for source in doomed)
 
     def settle(
         self, envelope: Mapping[str, Any], *, source: str, force: bool = False

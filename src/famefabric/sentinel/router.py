@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
@@ -41,6 +41,7 @@ from famefabric.routing import (
     is_nackable,
     route,
 )
+from famefabric.routing.decisions import Decision
 from famefabric.sentinel import spans
 from famefabric.sentinel.inflight import InflightRequest, InflightRequests
 from famefabric.sentinel.limits import SentinelLimits
@@ -58,6 +59,8 @@ FORBIDDEN = "FORBIDDEN"
 """NACK code: the sender's identity may not call the address."""
 TOO_MANY_REQUESTS = "TOO_MANY_REQUESTS"
 """NACK code: the sender already has the most requests in flight it may have."""
+CREDITS_EXCEEDED = "CREDITS_EXCEEDED"
+"""NACK code: the sender sent past its credit window (§9); its connection is then closed."""
 MAX_JSON_DEPTH = 254
 """Deepest nesting of JSON arrays and objects the sentinel re-serializes (orjson's limit)."""
 SLOW_CONSUMER_CLOSE = 1008
@@ -86,6 +89,48 @@ class Close:
 
 
 Action = Send | Close
+
+
+@dataclass(frozen=True, slots=True)
+class Remote:
+    """Route the envelope to another sentinel of the cluster; ``node`` is the chosen child there."""
+
+    sentinel_id: str
+    node: str | None = None
+
+
+class Origin(Protocol):
+    """Who an envelope comes from: a child session, or a cluster peer's stand-in."""
+
+    node_id: str
+
+    def warn(self, message: str, *args: object) -> None: ...
+
+
+class ClusterRoutes(Protocol):
+    """What the router asks of the cluster (:mod:`famefabric.sentinel.cluster`), when there is one."""
+
+    def reroute(
+        self, envelope: dict[str, Any], decision: Decision, source: str | None
+    ) -> Deliver | Remote | None:
+        """Override the local ``decision`` (None: keep it)."""
+
+    def send(
+        self,
+        origin: Origin | None,
+        envelope: dict[str, Any],
+        remote: Remote,
+        out: list[Action],
+        now: float,
+    ) -> None:
+        """Send ``envelope`` from ``origin`` (None: the sentinel) to a peer sentinel."""
+
+
+PEER_PREFIX = "~"
+"""Names of cluster peers in the in-flight table: ``~<sentinel>`` (and ``~<sentinel>/<node>``).
+
+A ``~`` never starts a node's system id, so these never clash with children.
+"""
 
 
 class Router:
@@ -119,11 +164,22 @@ class Router:
         """Every open session, attached or not."""
         self.span: Any = None
         """The span of the request :meth:`forward` is routing, when tracing is on."""
+        self.cluster: ClusterRoutes | None = None
+        """The cluster this sentinel belongs to, if any."""
 
     def forward(
-        self, session: ChildSession, envelope: dict[str, Any], size: int, now: float
+        self,
+        session: Origin,
+        envelope: dict[str, Any],
+        size: int,
+        now: float,
+        decision: Decision | None = None,
     ) -> list[Action]:
-        """Route a ``Data``/``DeliveryAck`` envelope from ``session``'s node (§7.2)."""
+        """Route a ``Data``/``DeliveryAck`` envelope from ``session``'s node (§7.2).
+
+        ``decision`` is given for envelopes from cluster peers, which the
+        cluster routes to the child their sentinel chose.
+        """
         out: list[Action] = []
         source = session.node_id
         inflight = self.inflight
@@ -134,6 +190,8 @@ class Router:
             answered = inflight.settle(envelope, source=source, force=oversize)
             if answered is not None and answered.span is not None and not oversize:
                 spans.answered(answered, envelope)
+            if answered is not None:
+                self.settled(answered, out)
             if oversize and answered is not None:
                 # The reply cannot be forwarded (§2.4): fail the call now
                 # instead of leaving the caller to its timeout (C-30).
@@ -158,7 +216,16 @@ class Router:
             )
             self.nack(envelope, TOO_MANY_REQUESTS, reason, out, now)
             return out
-        decision = route(self.table, envelope, sentinel_id=self.system_id, source=source)
+        if decision is None:
+            decision = route(self.table, envelope, sentinel_id=self.system_id, source=source)
+            cluster = self.cluster
+            if cluster is not None:
+                elsewhere = cluster.reroute(envelope, decision, source)
+                if elsewhere is not None:
+                    if isinstance(elsewhere, Remote):
+                        cluster.send(session, envelope, elsewhere, out, now)
+                        return out
+                    decision = elsewhere
         if not isinstance(decision, Deliver):
             if isinstance(decision, Reject):
                 if log.isEnabledFor(_DEBUG):
@@ -171,6 +238,16 @@ class Router:
         if destination is None or not destination.reachable:
             self.nack(envelope, CHILD_UNREACHABLE, f"Unroutable to {envelope.get('to')}", out, now)
             return out
+        if request:
+            limit = self.limits.max_inflight_per_destination
+            if inflight.count_destination(destination.node_id) >= limit:
+                reason = (
+                    f"node {destination.node_id} has {limit} requests awaiting replies, the most "
+                    "allowed (FAME_SENTINEL_MAX_INFLIGHT_PER_DESTINATION); try again later"
+                )
+                session.warn("refused a request: %s", reason)
+                self.nack(envelope, DESTINATION_BUSY, reason, out, now)
+                return out
         queue = destination.outbound
         if request and tracing.ACTIVE:
             self.span = spans.forwarding(envelope, source, destination.node_id, queue)
@@ -209,9 +286,22 @@ class Router:
         out.append(Send(destination, data))
         return out
 
+    def may_grant(self, session: ChildSession) -> bool:
+        """Tell whether ``session``'s node may get fresh credits: it is under its in-flight limit."""
+        inflight = self.inflight
+        return not inflight or (
+            inflight.count_source(session.node_id) < self.limits.max_inflight_per_node
+        )
+
+    def settled(self, entry: InflightRequest, out: list[Action]) -> None:
+        """A request of ``entry.source`` is answered: send the grants held back from it."""
+        source = self.live.get(entry.source)
+        if source is not None and source.held_credits:
+            source.release_credits(out)
+
     def serialize(
         self,
-        session: ChildSession,
+        session: Origin,
         envelope: dict[str, Any],
         destination: ChildSession,
         out: list[Action],
@@ -251,7 +341,7 @@ class Router:
 
     def too_large(
         self,
-        session: ChildSession,
+        session: Origin,
         envelope: dict[str, Any],
         size: int,
         out: list[Action],
@@ -329,6 +419,14 @@ class Router:
             ts=timestamp(),
         )
         decision = route(self.table, nack, sentinel_id=self.system_id, source=None)
+        cluster = self.cluster
+        if cluster is not None:
+            elsewhere = cluster.reroute(nack, decision, None)
+            if isinstance(elsewhere, Remote):
+                cluster.send(None, nack, elsewhere, out, now)
+                return
+            if elsewhere is not None:
+                decision = elsewhere
         destination = (
             self.live.get(decision.connection_id) if isinstance(decision, Deliver) else None
         )
@@ -369,6 +467,7 @@ class Router:
             self.nack_request(
                 entry, CHILD_UNREACHABLE, f"Unroutable to {entry.to}: {why}", out, now
             )
+            self.settled(entry, out)
 
     def detach(self, session: ChildSession, now: float) -> list[Action]:
         """Forget a closed session; for a node's live one, its routes too (§7.3)."""

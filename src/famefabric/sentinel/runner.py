@@ -7,8 +7,12 @@ import logging
 import signal
 from collections.abc import Callable
 
+from famefabric.log_limits import install_repeat_filter
 from famefabric.observability import tracing
 from famefabric.observability.logs import configure_logging
+from famefabric.security import TokenVerifier
+from famefabric.sentinel.admission_limits import AdmissionLimits
+from famefabric.sentinel.cluster import ClusterSettings
 from famefabric.sentinel.limits import SentinelLimits
 from famefabric.sentinel.server import Sentinel
 from famefabric.settings import FabricSettings
@@ -27,6 +31,9 @@ async def serve_sentinel(
     idle_timeout: float | None = 90.0,
     stop: asyncio.Event | None = None,
     limits: SentinelLimits | None = None,
+    connection_limits: AdmissionLimits | None = None,
+    verifier: TokenVerifier | None = None,
+    cluster: ClusterSettings | None = None,
 ) -> None:
     """Run a sentinel until SIGINT or SIGTERM arrives, or until ``stop`` is set.
 
@@ -40,6 +47,9 @@ async def serve_sentinel(
         idle_timeout: seconds of silence after which a child is closed.
         stop: an event that stops the sentinel when set.
         limits: the sentinel's limits (default: :class:`SentinelLimits`).
+        connection_limits: connection limit and backlog (default: :class:`AdmissionLimits`).
+        verifier: checks attach tokens (§17); None for open mode.
+        cluster: the cluster to join (None: none).
 
     Raises:
         ConfigurationError: the port cannot be bound or the id is invalid.
@@ -61,6 +71,9 @@ async def serve_sentinel(
             show_envelopes=show_envelopes,
             idle_timeout=idle_timeout,
             limits=limits,
+            connection_limits=connection_limits,
+            verifier=verifier,
+            cluster=cluster,
         ):
             await stop.wait()
     finally:
@@ -75,26 +88,41 @@ def run_sentinel(
     port: int | None = None,
     system_id: str | None = None,
     show_envelopes: bool | None = None,
+    max_connections: int | None = None,
+    backlog: int | None = None,
+    auth_secret_file: str | None = None,
+    cluster_url: str | None = None,
 ) -> None:
     """Configure logging and run :func:`serve_sentinel` in a new event loop.
 
-    Uses uvloop when it is installed. Returns normally after SIGINT/SIGTERM.
+    Identical warnings beyond ``FAME_LOG_REPEAT_BURST`` are counted, not
+    written (:mod:`famefabric.log_limits`). Uses uvloop when it is installed. Returns normally after SIGINT/SIGTERM.
     What is not given is read from the environment, once, here:
     ``FAME_LISTENER_PORT`` (default 8000), ``FAME_NODE_ID``,
-    ``FAME_SHOW_ENVELOPES`` and the ``FAME_SENTINEL_*`` limits
-    (:mod:`famefabric.sentinel.limits`).
+    ``FAME_SHOW_ENVELOPES``, the ``FAME_SENTINEL_*`` limits
+    (:mod:`famefabric.sentinel.limits`), the token settings of
+    :meth:`famefabric.security.TokenVerifier.from_env` (``FAME_AUTH_SECRET``
+    or ``auth_secret_file``, ``FAME_JWKS_URL``…) and the ``FAME_CLUSTER_*`` settings
+    (:mod:`famefabric.sentinel.cluster.settings`; ``cluster_url`` wins over
+    ``FAME_CLUSTER_URL``), and the connection limit and backlog
+    (:mod:`famefabric.sentinel.admission_limits`; ``max_connections`` and
+    ``backlog`` win over theirs).
 
     Raises:
         ConfigurationError: ``log_level`` is not a logging level name, or the
             sentinel cannot start.
     """
     configure_logging(log_level)
+    install_repeat_filter()
     tracing.setup("famefabric-sentinel")
     env = FabricSettings.from_env()
     port = env.listener_port if port is None else port
     system_id = env.node_id if system_id is None else system_id
     show_envelopes = env.show_envelopes if show_envelopes is None else show_envelopes
     limits = SentinelLimits.from_env()
+    connection_limits = AdmissionLimits.from_env(max_connections=max_connections, backlog=backlog)
+    verifier = TokenVerifier.from_env(secret_file=auth_secret_file)
+    cluster = ClusterSettings.from_env(url=cluster_url)
     loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None
     try:
         import uvloop  # optional: the "fast" extra
@@ -110,6 +138,9 @@ def run_sentinel(
                 system_id=system_id,
                 show_envelopes=show_envelopes,
                 limits=limits,
+                connection_limits=connection_limits,
+                verifier=verifier,
+                cluster=cluster,
             )
         )
 

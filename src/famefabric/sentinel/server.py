@@ -28,6 +28,7 @@ from typing import Self
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 
 from famefabric.envelope_log import EnvelopePrinter
 from famefabric.errors import ConfigurationError
@@ -36,7 +37,16 @@ from famefabric.observability.endpoint import metrics_response
 from famefabric.protocol.ids import ID_LENGTH, base62
 from famefabric.routing import RoutingTable
 from famefabric.routing.permissions import Identity
+from famefabric.security import TokenVerifier
 from famefabric.sentinel import pump, spans
+from famefabric.sentinel.admission import Admission
+from famefabric.sentinel.admission_limits import (
+    AdmissionLimits,
+    ConnectionGate,
+    fit_open_files,
+    service_unavailable,
+)
+from famefabric.sentinel.cluster import ClusterMember, ClusterSettings
 from famefabric.sentinel.inflight import DEFAULT_TTL, InflightRequests
 from famefabric.sentinel.limits import SentinelLimits
 from famefabric.sentinel.listener import (
@@ -113,6 +123,12 @@ class Sentinel:
         max_inflight: most forwarded requests remembered at once.
         envelope_printer: where ``show_envelopes`` prints (default: stderr).
         limits: queue sizes, deadlines and bounds (default: :class:`SentinelLimits`).
+        connection_limits: connection limit and listen backlog (default:
+            :class:`AdmissionLimits`).
+        verifier: checks the bearer token of every attach (§17); None is open
+            mode, where every connection is anonymous.
+        cluster: join this cluster of sentinels over NATS (docs/CLUSTER.md);
+            None: a sentinel of its own.
 
     Raises:
         ConfigurationError: ``system_id`` is not a valid path segment.
@@ -134,6 +150,9 @@ class Sentinel:
         max_inflight: int = 100_000,
         envelope_printer: EnvelopePrinter | None = None,
         limits: SentinelLimits | None = None,
+        connection_limits: AdmissionLimits | None = None,
+        verifier: TokenVerifier | None = None,
+        cluster: ClusterSettings | None = None,
     ) -> None:
         if system_id is None:
             system_id = default_sentinel_id(port=port)
@@ -151,8 +170,13 @@ class Sentinel:
         self._compression = compression
         self._max_message_bytes = max_message_bytes
         self._ping_interval = ping_interval
+        self._admission = Admission(verifier)
         printer = envelope_printer or (EnvelopePrinter(label=system_id) if show_envelopes else None)
         self._limits = limits if limits is not None else SentinelLimits()
+        self._connection_limits = connection_limits or AdmissionLimits()
+        self._gate: ConnectionGate[ServerConnection] = ConnectionGate(
+            self._connection_limits.max_connections, is_closed=_is_closed
+        )
         self._inflight = InflightRequests(
             ttl=inflight_ttl,
             max_entries=max_inflight,
@@ -162,6 +186,7 @@ class Sentinel:
             system_id=system_id, inflight=self._inflight, limits=self._limits, printer=printer
         )
         self._connections = self._router.sessions
+        self._cluster = ClusterMember(cluster, self._router) if cluster is not None else None
         self._no_connections = asyncio.Event()
         self._no_connections.set()
         self._server: Server | None = None
@@ -217,6 +242,10 @@ class Sentinel:
         stack = AsyncExitStack()
         task_group = await stack.enter_async_context(asyncio.TaskGroup())
         try:
+            if self._cluster is not None:
+                await self._cluster.start()
+                stack.push_async_callback(self._cluster.stop)
+                task_group.create_task(self._cluster.run())
             if self._listen:
                 self._server = await self._open_listener()
         except BaseException:
@@ -227,6 +256,7 @@ class Sentinel:
         self._task_group = task_group
         task_group.create_task(self._housekeeping())
         if self._listen:
+            log.info("admission: %s", self._admission.describe())
             log.info("sentinel %s listening on %s:%d", self._system_id, self._host, self.port)
         return self
 
@@ -270,6 +300,8 @@ class Sentinel:
             if self._server is not None:
                 await self._server.wait_closed()
             await self._no_connections.wait()
+            if self._cluster is not None:
+                await self._cluster.stop()
         finally:
             self._closed.set()
         if self._server is not None:
@@ -341,6 +373,7 @@ class Sentinel:
                 self._no_connections.set()
 
     async def _open_listener(self) -> Server:
+        self._gate.limit = fit_open_files(self._connection_limits.max_connections)
         try:
             return await serve(
                 self._on_websocket,
@@ -354,13 +387,16 @@ class Sentinel:
                 ping_interval=self._ping_interval,
                 ping_timeout=20,
                 server_header=None,
+                backlog=self._connection_limits.backlog,
             )
         except OSError as exc:
             raise ConfigurationError(
                 f"cannot listen on {self._host}:{self._port}: {exc.strerror or exc}"
             ) from exc
 
-    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+    async def _process_request(
+        self, connection: ServerConnection, request: Request
+    ) -> Response | None:
         path = request.path.partition("?")[0]
         if path == ATTACH_HEALTH_PATH:
             counts = self.table.counts()
@@ -370,17 +406,28 @@ class Sentinel:
                 "addresses": counts["addresses"],
                 "systemId": self._system_id,
             }
+            if self._cluster is not None:
+                body["cluster"] = self._cluster.health()
             return json_response(connection, HTTPStatus.OK, body)
         if path == INGRESS_HEALTH_PATH:
             return json_response(connection, HTTPStatus.OK, {"status": "healthy"})
         if path == metrics.METRICS_PATH:
             return metrics_response(connection, request, self._metrics_token)
         if path.startswith("/fame/v1/attach/ws/") and is_websocket_upgrade(request.headers):
-            if attach_target(path, self._system_id) is None:
+            child = attach_target(path, self._system_id)
+            if child is None:
                 log.info("refused a WebSocket handshake on %s", path)
                 metrics.CONNECTIONS_REFUSED.labels("invalid_path").inc()
                 return forbidden(connection)
-            return None
+            if not self._gate.admit(connection):
+                log.warning(
+                    "refused an attach with 503: at the limit of %d connections", self._gate.limit
+                )
+                return service_unavailable(connection, self._gate.limit)
+            refusal = await self._admission.admit(connection, request, child)
+            if refusal is not None:
+                self._gate.release(connection)
+            return refusal
         return json_response(connection, HTTPStatus.NOT_FOUND, NOT_FOUND)
 
     async def _on_websocket(self, connection: ServerConnection) -> None:
@@ -389,12 +436,21 @@ class Sentinel:
         if child is None:  # process_request admitted only valid paths
             await connection.close(1008, "invalid attach path")
             return
+        identity = self._admission.identity_of(connection)
+        if identity is None and not self._admission.is_open:  # never anonymous when auth is on
+            await connection.close(1008, "not authenticated")
+            return
         remote = connection.remote_address
         where = f"{remote[0]}:{remote[1]}" if isinstance(remote, tuple) else str(remote)
         metrics.CONNECTIONS_ACCEPTED.inc()
-        await self.handle_transport(
-            WebSocketTransport(connection, description=f"{child} at {where}"), child
-        )
+        try:
+            await self.handle_transport(
+                WebSocketTransport(connection, description=f"{child} at {where}"),
+                child,
+                identity=identity,
+            )
+        finally:
+            self._gate.release(connection)
 
     async def _housekeeping(self) -> None:
         """Expire forgotten in-flight requests until the sentinel stops."""
@@ -414,3 +470,7 @@ class Sentinel:
                 spans.expired(expired)
             if expired:
                 log.debug("forgot %d unanswered requests past their deadline", len(expired))
+
+
+def _is_closed(connection: ServerConnection) -> bool:
+    return connection.state is State.CLOSED

@@ -33,7 +33,6 @@ after the authorization rules of :mod:`famefabric.sentinel.authorization`.
 
 from __future__ import annotations
 
-import enum
 import logging
 from typing import Any
 
@@ -44,16 +43,34 @@ from famefabric.errors import ProtocolError
 from famefabric.observability import metrics
 from famefabric.protocol import envelopes
 from famefabric.protocol.address import parse_address
-from famefabric.protocol.codec import frame_from_dict, parse_object, salvage_object
+from famefabric.protocol.codec import (
+    nested_deeper_than,
+    parse_object,
+    salvage_object,
+)
 from famefabric.protocol.envelopes import CANCELLED, is_request_rtype
-from famefabric.protocol.flow import FlowState
-from famefabric.protocol.frames import FRAME_TYPES, IGNORED_FRAME_TYPES, NodeAttachAck
+from famefabric.protocol.flow import LOW_WATER, FlowState
+from famefabric.protocol.frames import (
+    FRAME_TYPES,
+    IGNORED_FRAME_TYPES,
+    INITIAL_CREDITS,
+)
 from famefabric.protocol.ids import new_id
 from famefabric.routing.permissions import Identity
 from famefabric.sentinel import authorization
+from famefabric.sentinel.attach import handle_attach
 from famefabric.sentinel.control import answer_control
 from famefabric.sentinel.outbound import OutboundQueue
-from famefabric.sentinel.router import FORBIDDEN, INVALID_ENVELOPE, Action, Close, Router, Send
+from famefabric.sentinel.router import (
+    CREDITS_EXCEEDED,
+    FORBIDDEN,
+    INVALID_ENVELOPE,
+    Action,
+    Close,
+    Router,
+    Send,
+)
+from famefabric.sentinel.states import TRANSITIONS, Event, SessionState
 
 log = logging.getLogger("famefabric.sentinel")
 
@@ -63,44 +80,18 @@ _RECEIVED_OTHER = metrics.ENVELOPES_IN.labels("other")
 WARNINGS_PER_CONNECTION = 5
 """Dropped-frame warnings logged at WARNING per connection; the rest go to DEBUG."""
 
+CREDIT_SLACK = INITIAL_CREDITS
+"""Envelopes past a flow's window tolerated before the sender counts as a violator.
+
+A sender learns of a grant one trip after we send it, and the reference clamps
+its balance to 32, so an honest sender may have up to 32 envelopes on the way
+when a grant leaves plus the 32 that grant allows: 64 since our last grant.
+"""
+
 _ROUTED = frozenset({"Data", "DeliveryAck"})
 _NO_ACTIONS: list[Action] = []
 
-
-class SessionState(enum.Enum):
-    """Where a child connection is in its life (see the module docstring)."""
-
-    AWAITING_ATTACH = "awaiting attach"
-    ATTACHED = "attached"
-    REPLACED = "replaced"
-    CLOSING = "closing"
-    CLOSED = "closed"
-
-
-class Event(enum.Enum):
-    """What moves a session from one state to another."""
-
-    ATTACH = "attach"
-    REFUSE = "refuse"
-    REPLACE = "replace"
-    CLOSE = "close"
-    LINK_CLOSED = "link closed"
-
-
-_S = SessionState
-TRANSITIONS: dict[tuple[SessionState, Event], SessionState] = {
-    (_S.AWAITING_ATTACH, Event.ATTACH): _S.ATTACHED,
-    (_S.AWAITING_ATTACH, Event.REFUSE): _S.CLOSING,
-    (_S.ATTACHED, Event.ATTACH): _S.ATTACHED,
-    (_S.ATTACHED, Event.REFUSE): _S.CLOSING,
-    (_S.ATTACHED, Event.REPLACE): _S.REPLACED,
-    (_S.AWAITING_ATTACH, Event.CLOSE): _S.CLOSING,
-    (_S.ATTACHED, Event.CLOSE): _S.CLOSING,
-    (_S.REPLACED, Event.CLOSE): _S.CLOSING,
-    (_S.CLOSING, Event.CLOSE): _S.CLOSING,
-    **{(state, Event.LINK_CLOSED): _S.CLOSED for state in SessionState},
-}
-"""Every allowed (state, event) pair and the state it leads to; others are errors."""
+__all__ = ["TRANSITIONS", "ChildSession", "Event", "SessionState"]
 
 
 class ChildSession:
@@ -146,6 +137,8 @@ class ChildSession:
         self.route_bytes = 0
         """Characters of the addresses and capabilities this node added to the table."""
         self.close_request: tuple[int, str] | None = None
+        self.held_credits: set[str] = set()
+        """Flows whose credit grant is held back while the node is at its in-flight limit."""
         self.expires_at: float | None = None
         """When the identity's token expires, on ``now``'s clock."""
         if identity is not None and identity.expires_at is not None:
@@ -247,7 +240,22 @@ class ChildSession:
             envelope = parse_object(message)
         except ProtocolError as exc:
             return self._unparsable(message, exc, now)
+        depth = self.router.limits.max_json_depth
+        if nested_deeper_than(message, envelope, depth):
+            return self._too_deep(envelope, depth, now)
         return self.feed(envelope, len(message), now)
+
+    def _too_deep(self, envelope: dict[str, Any], depth: int, now: float) -> list[Action]:
+        """Refuse an envelope nested deeper than the limit, with a NACK that names it."""
+        out: list[Action] = []
+        reason = (
+            f"envelope refused: it nests arrays and objects more than {depth} levels deep, "
+            "the most allowed (FAME_SENTINEL_MAX_JSON_DEPTH)"
+        )
+        if self.reachable:
+            self.router.nack(envelope, INVALID_ENVELOPE, reason, out, now)
+        self.warn("dropped a message nested more than %d levels deep", depth)
+        return out
 
     def _unparsable(self, message: bytes | str, exc: ProtocolError, now: float) -> list[Action]:
         """A message our parser refused: NACK it when its routing fields can still be read."""
@@ -271,22 +279,58 @@ class ChildSession:
             return _NO_ACTIONS  # hop-local; we never block on credits (§9)
         out: list[Action] = []
         flow_id = envelope.get("flowId")
-        if type(flow_id) is str and self.flows.count_received(flow_id):
-            out.append(self.own(envelopes.credit_update(flow_id, ts=timestamp())))
+        if type(flow_id) is str:
+            left = self.flows.take_credit(flow_id)
+            if left <= LOW_WATER:
+                if left < -CREDIT_SLACK:
+                    return self._over_credits(envelope, flow_id, out, now)
+                if self.router.may_grant(self):
+                    self.flows.grant(flow_id)
+                    out.append(self.own(envelopes.credit_update(flow_id, ts=timestamp())))
+                else:
+                    self.held_credits.add(flow_id)
         for key in ("to", "replyTo"):
             value = envelope.get(key)
             if value is not None and not self._valid_address(value, key, frame_type):
                 return out
         if self.state is SessionState.AWAITING_ATTACH:
             if frame_type == "NodeAttach":
-                self._attach(envelope, frame, out, now)
+                handle_attach(self, envelope, frame, out, now)
             elif not self._buffer(envelope, size):
                 self.warn("dropped a %s envelope: too many before the attach", frame_type)
             return out
-        self._dispatch(envelope, frame, frame_type, size, out, now)
+        self.dispatch(envelope, frame, frame_type, size, out, now)
         return out
 
-    def _dispatch(
+    def release_credits(self, out: list[Action]) -> None:
+        """Send the credit grants held back while the node had too many requests in flight."""
+        held = self.held_credits
+        if not held or not self.reachable or not self.router.may_grant(self):
+            return
+        for flow_id in held:
+            self.flows.grant(flow_id)
+            out.append(self.own(envelopes.credit_update(flow_id, ts=timestamp())))
+        held.clear()
+
+    def _over_credits(
+        self, envelope: dict[str, Any], flow_id: str, out: list[Action], now: float
+    ) -> list[Action]:
+        """The node sent past its credit window: tell it, then close the connection (§9)."""
+        if not self.reachable:
+            return out
+        window = INITIAL_CREDITS + CREDIT_SLACK
+        reason = (
+            f"node {self.node_id} sent more than {window} envelopes on flow {flow_id[:64]} "
+            f"since its last CreditUpdate; a sender must wait for credits (PROTOCOL.md §9)"
+        )
+        log.warning("node %s: closing the connection, %s", self.node_id, reason)
+        self.router.nack(envelope, CREDITS_EXCEEDED, reason, out, now)
+        close_reason = f"sent past its credit window of {INITIAL_CREDITS} on a flow"
+        self.closing(1008, close_reason)
+        out.append(Close(self, 1008, close_reason))
+        return out
+
+    def dispatch(
         self,
         envelope: dict[str, Any],
         frame: dict[str, Any],
@@ -299,7 +343,7 @@ class ChildSession:
             if self._authorized(envelope, frame, frame_type, out, now):
                 out.extend(self.router.forward(self, envelope, size, now))
         elif frame_type == "NodeAttach":
-            self._attach(envelope, frame, out, now)
+            handle_attach(self, envelope, frame, out, now)
         elif frame_type in IGNORED_FRAME_TYPES:
             log.debug("node %s: ignored a %s frame", self.node_id, frame_type)
         elif frame_type not in FRAME_TYPES:
@@ -313,9 +357,9 @@ class ChildSession:
             if ack is None:
                 self.warn("dropped a %s frame: not expected from a node", frame_type)
                 return
-            out.append(self._answer(ack, envelope))
+            out.append(self.answer(ack, envelope))
 
-    def _answer(self, frame: Any, request: dict[str, Any], *, with_sid: bool = True) -> Send:
+    def answer(self, frame: Any, request: dict[str, Any], *, with_sid: bool = True) -> Send:
         return self.own(
             envelopes.answer(
                 frame,
@@ -347,71 +391,6 @@ class ChildSession:
         self.pending.append((envelope, size))
         self.pending_bytes += size
         return True
-
-    # -- attach ----------------------------------------------------------------
-
-    def _attach(
-        self, envelope: dict[str, Any], frame: dict[str, Any], out: list[Action], now: float
-    ) -> None:
-        """Answer ``NodeAttach`` (§4.2, §5.1, §5.2, §5.8)."""
-        router = self.router
-        node_id = self.node_id
-        ref_id = _text(envelope.get("id")) or new_id()
-        refusal: str | None = None
-        close_reason = ""
-        claimed = frame.get("systemId")
-        older = router.live.get(node_id)
-        try:
-            frame_from_dict(frame)
-        except ProtocolError as exc:
-            refusal, close_reason = str(exc), "invalid NodeAttach"
-        if refusal is None and claimed != node_id:
-            refusal = f"systemId {claimed!r:.80} does not match the attach URL's {node_id!r}"
-            close_reason = "systemId does not match the attach URL"
-        if refusal is None and older is not None and older is not self:
-            if _subject(older.identity) != _subject(self.identity):
-                refusal = (
-                    f"system id {node_id!r} is attached with another identity; "
-                    "a connection may replace it only with the same identity"
-                )
-                close_reason = "system id in use by another identity"
-        if refusal is not None:
-            log.warning("node %s: refused an attach: %s", node_id, refusal)
-            ack = NodeAttachAck(ok=False, reason=refusal, ref_id=ref_id)
-            out.append(self._answer(ack, envelope, with_sid=False))
-            self.transition(Event.REFUSE)
-            self.closing(1008, close_reason)
-            out.append(Close(self, 1008, close_reason))
-            return
-        reattach = self.state is SessionState.ATTACHED
-        if not reattach:
-            if older is not None:
-                if older.state is SessionState.ATTACHED:
-                    older.transition(Event.REPLACE)
-                older.closing(1000, "replaced by a newer connection")
-                out.append(Close(older, 1000, "replaced by a newer connection"))
-                log.info("node %s attached again; closing its older connection", node_id)
-            router.live[node_id] = self
-            router.table.add_node(node_id)
-        self.transition(Event.ATTACH)
-        ack = NodeAttachAck(
-            ok=True,
-            ref_id=ref_id,
-            target_system_id=router.system_id,
-            target_physical_path=router.path,
-            assigned_path=self.path,
-            routing_epoch=self.epoch,
-        )
-        out.append(self._answer(ack, envelope, with_sid=False))
-        if reattach:
-            log.debug("node %s: re-acknowledged a second NodeAttach", node_id)
-            return
-        who = f" as {self.identity.subject!r}" if self.identity is not None else " (anonymous)"
-        log.info("node %s attached%s at %s (epoch %s)", node_id, who, self.path, self.epoch)
-        pending, self.pending, self.pending_bytes = self.pending, [], 0
-        for buffered, size in pending:
-            frame = buffered["frame"]
-            self._dispatch(buffered, frame, frame["type"], size, out, now)
 
     # -- authorization ---------------------------------------------------------
 
@@ -459,10 +438,6 @@ class ChildSession:
             identity.subject,
         )
         return False
-
-
-def _subject(identity: Identity | None) -> str | None:
-    return None if identity is None else identity.subject
 
 
 def _text(value: object) -> str | None:

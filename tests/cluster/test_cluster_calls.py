@@ -1,0 +1,120 @@
+"""Calls across sentinels: real nats-server, real ``fame sentinel`` processes, real agents.
+
+Two sentinels A and B share one NATS server; our echo agent attaches to A
+and the caller, a node of this process, attaches to B. Everything a caller
+can do with one sentinel works the same across the two: unary calls,
+streams, error replies, ``NO_ROUTE`` at once for an address nobody serves,
+cancel notices, and a prompt NACK when the agent dies mid-call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import pytest
+import pytest_asyncio
+from cluster_harness import ClusterSentinel, NatsServer, cluster_sentinel
+from support.agents import our_echo_agent, start_agents
+from support.pool import ProcessPool
+from support.procs import ManagedProcess
+
+from famefabric import ConnectionClosed, FameFabric, NoRoute, RemoteError
+from famefabric.agent import RemoteAgent
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60), pytest.mark.asyncio(loop_scope="module")]
+
+ECHO = "echo@fame.fabric"
+NOBODY = "nobody@fame.fabric"
+PROMPT = 2.0
+"""Seconds within which a caller must learn that its call cannot succeed."""
+
+
+@dataclass
+class TwoSentinels:
+    nats: NatsServer
+    a: ClusterSentinel
+    b: ClusterSentinel
+    agent: ManagedProcess
+
+
+@asynccontextmanager
+async def attached(
+    sentinel: ClusterSentinel, *, timeout: float = 10.0
+) -> AsyncIterator[FameFabric]:
+    """A node of the test process attached to ``sentinel``."""
+    async with FameFabric.create(admission_url=sentinel.admission_url, call_timeout=timeout) as f:
+        yield f
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def pair(module_processes: ProcessPool, nats_binary: str) -> TwoSentinels:
+    """NATS, sentinels A and B, and our echo agent on A, once B knows it."""
+    nats = await NatsServer(module_processes, nats_binary).start()
+    a, b = await asyncio.gather(
+        cluster_sentinel(module_processes, "clusterA", [nats]),
+        cluster_sentinel(module_processes, "clusterB", [nats]),
+    )
+    await asyncio.gather(a.wait_peers("clusterB"), b.wait_peers("clusterA"))
+    (agent,) = await start_agents(module_processes, a, [our_echo_agent(ECHO)])
+    await b.wait_peer_addresses("clusterA", 1)
+    return TwoSentinels(nats, a, b, agent)
+
+
+async def test_unary_stream_and_error_replies_cross_sentinels(pair: TwoSentinels) -> None:
+    """A caller on B gets the same answers from the agent on A as it would on one sentinel."""
+    async with attached(pair.b) as fabric:
+        echo = RemoteAgent(ECHO, fabric=fabric)
+        assert await echo.echo("across") == "across"
+        assert await echo.add(x=2, y=3) == 5
+        assert [item async for item in echo.count(5)] == [{"i": i} for i in range(5)]
+        with pytest.raises(RemoteError, match="kaboom"):
+            await echo.fail()
+        seen: list[int] = []
+        with pytest.raises(RemoteError, match="failed after 3"):
+            async for item in echo.count_then_fail(3):
+                seen.append(item)
+        assert seen == [0, 1, 2]
+        many = await asyncio.gather(*(echo.echo(f"m{i}") for i in range(50)))
+        assert many == [f"m{i}" for i in range(50)]
+
+
+async def test_address_served_nowhere_fails_at_once_with_no_route(pair: TwoSentinels) -> None:
+    async with attached(pair.b) as fabric:
+        nobody = RemoteAgent(NOBODY, fabric=fabric)
+        started = time.monotonic()
+        with pytest.raises(NoRoute, match=re.escape(NOBODY)):
+            await nobody.echo("anyone?")
+        assert time.monotonic() - started < PROMPT
+
+
+async def test_health_lists_the_members_and_their_addresses(pair: TwoSentinels) -> None:
+    body = await pair.b.wait_peer_addresses("clusterA", 1)
+    cluster = body["cluster"]
+    assert cluster["nats"] == "connected"
+    assert cluster["server"] == f"127.0.0.1:{pair.nats.port}"
+    (peer,) = cluster["peers"]
+    assert peer["systemId"] == "clusterA" and peer["nodes"] == 1
+    assert 0 <= peer["lastSeen"] < 1.0
+
+
+async def test_agent_killed_mid_call_fails_the_remote_caller_at_once(
+    module_processes: ProcessPool, pair: TwoSentinels
+) -> None:
+    """The agent's sentinel NACKs the call to the caller's sentinel, which fails it at once."""
+    (victim,) = await start_agents(module_processes, pair.a, [our_echo_agent("victim@fame.fabric")])
+    await pair.b.wait_peer_addresses("clusterA", 2)
+    async with attached(pair.b) as fabric:
+        victim_agent = RemoteAgent("victim@fame.fabric", fabric=fabric)
+        call = asyncio.ensure_future(victim_agent.sleep(seconds=8.0))
+        await victim.wait_for_line(r"^SLEEPING ", within=10, what="the start of the call")
+        killed_at = time.monotonic()
+        victim.kill9()
+        with pytest.raises((NoRoute, ConnectionClosed)) as caught:
+            await call
+        assert time.monotonic() - killed_at < PROMPT
+        assert "victim@fame.fabric" in str(caught.value)
