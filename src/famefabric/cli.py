@@ -47,7 +47,14 @@ def _parser() -> argparse.ArgumentParser:
 
     sentinel = commands.add_parser("sentinel", help="run a sentinel (the router nodes attach to)")
     sentinel.add_argument(
-        "--host", default="0.0.0.0", help="interface to listen on (default 0.0.0.0)"
+        "--host",
+        default=None,
+        help="interface to listen on (default 0.0.0.0 with authentication, else 127.0.0.1)",
+    )
+    sentinel.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow listening on a non-loopback interface without authentication",
     )
     sentinel.add_argument(
         "--port",
@@ -101,6 +108,16 @@ def _parser() -> argparse.ArgumentParser:
         help="require HS256 tokens signed with the secret in PATH (instead of FAME_AUTH_SECRET)",
     )
 
+    sentinel.add_argument(
+        "--tls-cert",
+        default=None,
+        metavar="PEM",
+        help="serve TLS with this certificate chain (FAME_TLS_CERT)",
+    )
+    sentinel.add_argument(
+        "--tls-key", default=None, metavar="PEM", help="the certificate's key (FAME_TLS_KEY)"
+    )
+
     token = commands.add_parser("token", help="admission tokens")
     token_actions = token.add_subparsers(dest="action", required=True, metavar="ACTION")
     create = token_actions.add_parser(
@@ -151,6 +168,11 @@ def _parser() -> argparse.ArgumentParser:
         "--insecure",
         action="store_true",
         help="allow a non-loopback interface without auth (anyone who reaches it uses the fabric)",
+    )
+    gateway.add_argument(
+        "--auth-secret-file",
+        default=None,
+        help="verify users' HS256 tokens with the secret in PATH (instead of FAME_AUTH_SECRET)",
     )
     gateway.add_argument("--log-level", default=None, help="debug, info, warning or error")
 
@@ -265,7 +287,7 @@ def _gateway(args: argparse.Namespace) -> int:
     _configure_logging(fabric.log_level)
     _start_tracing("famefabric-gateway")
     try:
-        run_gateway(settings, fabric, insecure=args.insecure)
+        run_gateway(settings, fabric, insecure=args.insecure, secret_file=args.auth_secret_file)
     except OSError as exc:
         logging.getLogger("famefabric.cli").error(
             "cannot listen on %s:%d: %s", settings.host, settings.port, exc.strerror or exc
@@ -290,6 +312,9 @@ def _sentinel(args: argparse.Namespace) -> int:
         backlog=args.backlog,
         auth_secret_file=args.auth_secret_file,
         cluster_url=args.cluster,
+        insecure=args.insecure,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
     )
     return 0
 

@@ -36,6 +36,7 @@ from famefabric.node import Node
 from famefabric.observability import tracing
 from famefabric.observability.endpoint import serve_metrics_from_env
 from famefabric.security import TokenProvider, token_provider_from_env
+from famefabric.security.tls import client_context_from_env
 from famefabric.sentinel import Sentinel
 from famefabric.settings import FabricSettings, check_ws_urls
 from famefabric.transport import Transport
@@ -152,6 +153,7 @@ class FameFabric:
                 default_timeout=self._settings.call_timeout,
                 show_envelopes=self._settings.show_envelopes,
                 token=self._token_provider,
+                tls=None if self._in_process else client_context_from_env(),
             )
             self._node = await self._stack.enter_async_context(node)
         except BaseException:

@@ -86,9 +86,12 @@ async def test_show_envelopes_prints_envelopes_on_stderr_and_keeps_stdout_clean(
     assert client.stdout() == EXAMPLE_OUTPUT, client.describe()
     stderr = client.stderr()
     assert "sent envelope" in stderr and "received envelope" in stderr, client.describe()
-    assert '"type": "NodeAttach"' in stderr, client.describe()
-    assert '"method": "echo"' in stderr, client.describe()
-    assert '"result": "Hello, fabric!"' in stderr, client.describe()
+    assert ": NodeAttach " in stderr, client.describe()
+    assert "sent envelope to 127.0.0.1:" in stderr, client.describe()
+    assert '"method":"echo"' in stderr, client.describe()
+    assert '"result":"Hello, fabric!"' in stderr, client.describe()
+    # One line per envelope: every line of the trace starts with its UTC time.
+    assert all(line[:2].isdigit() for line in stderr.splitlines() if line), client.describe()
 
 
 async def test_call_to_an_unknown_address_fails_at_once_naming_it(
@@ -183,3 +186,16 @@ async def _wait_detached(sentinel: OurSentinel, node_id: str) -> None:
     pattern = f"node {node_id} detached"
     if not await wait_for(lambda: pattern in sentinel.process.stderr(), within=PROMPT):
         raise sentinel.process.fail(f"the sentinel did not log {pattern!r} within {PROMPT:g} s")
+
+
+async def test_the_example_agent_says_when_it_serves_and_the_sentinel_when_it_is_bound(
+    processes: ProcessPool,
+) -> None:
+    sentinel = await processes.our_sentinel(node_id="e2eServing01")
+    agent = await start_example_agent(processes, sentinel)
+    await agent.wait_for_line("EchoAgent serving echo@fame.fabric", stream="stderr", within=10)
+    await sentinel.process.wait_for_line(
+        re.compile(r"INFO famefabric\.sentinel.*bound echo@fame\.fabric"),
+        stream="stderr",
+        within=10,
+    )

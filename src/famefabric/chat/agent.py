@@ -21,6 +21,7 @@ from contextlib import aclosing, asynccontextmanager
 from typing import Any
 
 from famefabric.agent import a2a
+from famefabric.agent.caller import current_caller
 from famefabric.agent.operations import operation
 from famefabric.chat.completion import StatelessCompletion
 from famefabric.chat.conversation import (
@@ -28,7 +29,9 @@ from famefabric.chat.conversation import (
     DEFAULT_SYSTEM_PROMPT,
     ConversationState,
 )
+from famefabric.chat.limits import ChatInputError, ChatInputLimits, conversation_id
 from famefabric.chat.model import ChatModel
+from famefabric.chat.ownership import Scope
 from famefabric.chat.store import (
     ConversationExists,
     ConversationNotFound,
@@ -51,6 +54,17 @@ SWEEP_EVERY = 60.0
 
 def _error(message: str, code: str, rpc_code: int = jsonrpc.APPLICATION_ERROR) -> OperationError:
     return OperationError(message, code=rpc_code, data={"code": code})
+
+
+def _invalid(exc: ChatInputError) -> OperationError:
+    return _error(str(exc), "invalid_params", jsonrpc.INVALID_PARAMS)
+
+
+def _checked_id(value: object) -> str:
+    try:
+        return conversation_id(value)
+    except ChatInputError as exc:
+        raise _invalid(exc) from None
 
 
 class _FifoLocks:
@@ -96,6 +110,7 @@ class ChatAgent(StatelessCompletion):
             the store take turns; by default on for every store but the
             in-memory one, which no other process can see.
         clock: seconds since the epoch; injectable for tests.
+        input_limits: bounds on what callers send (:mod:`famefabric.chat.limits`).
     """
 
     def __init__(
@@ -110,8 +125,10 @@ class ChatAgent(StatelessCompletion):
         replica_id: str | None = None,
         leases: bool | None = None,
         clock: Callable[[], float] = time.monotonic,
+        input_limits: ChatInputLimits | None = None,
     ) -> None:
         super().__init__()
+        self.input_limits = input_limits or ChatInputLimits()
         self.model = model
         self.store: ConversationStore = store or MemoryConversationStore()
         self.max_message_chars = max_message_chars
@@ -133,24 +150,28 @@ class ChatAgent(StatelessCompletion):
         ``max_history_length``; the latter may also come from the A2A
         ``historyLength``, and the payload wins.
         """
+        _checked_id(params.id)
         data = a2a.first_data_part(params.message) or {}
-        system_prompt = data.get("system_prompt") or self.system_prompt
-        if not isinstance(system_prompt, str):
-            raise _error(
-                f"system_prompt must be a string, got {system_prompt!r}",
-                "invalid_params",
-                jsonrpc.INVALID_PARAMS,
-            )
-        length = data.get("max_history_length") or params.history_length or self.max_history_length
-        if not isinstance(length, int) or isinstance(length, bool) or length < 1:
-            raise _error(
-                f"max_history_length must be a positive integer, got {length!r}",
-                "invalid_params",
-                jsonrpc.INVALID_PARAMS,
-            )
+        limits = self.input_limits
+        try:
+            system_prompt = limits.system_prompt(data.get("system_prompt", ""))
+            if "max_history_length" in data:
+                length = limits.history_length(data["max_history_length"])
+            elif params.history_length is not None:
+                length = limits.history_length(params.history_length)
+            else:
+                length = self.max_history_length
+        except ChatInputError as exc:
+            raise _invalid(exc) from None
+        system_prompt = system_prompt or self.system_prompt
         await self._sweep()
+        key = Scope(current_caller()).own_key(params.id)
+        if key is None:
+            raise _error(
+                "a conversation id may not contain U+001F", "invalid_params", jsonrpc.INVALID_PARAMS
+            )
         state = ConversationState(
-            conversation_id=params.id, system_prompt=system_prompt, max_history_length=length
+            conversation_id=key, system_prompt=system_prompt, max_history_length=length
         )
         try:
             await self.store.create(state)
@@ -172,7 +193,7 @@ class ChatAgent(StatelessCompletion):
 
     async def get_task_status(self, params: a2a.TaskQueryParams) -> a2a.Task:
         """Answer ``tasks/get``: a live conversation is a ``working`` task."""
-        await self._load(params.id)
+        await self._load(await self._key(params.id), params.id)
         return a2a.make_task(
             id=params.id, state=a2a.TaskState.WORKING, payload="", session_id=params.id
         )
@@ -195,9 +216,10 @@ class ChatAgent(StatelessCompletion):
         without asking the model again.
         """
         self._check_message(user_message)
-        async with self._turn(conversation_id) as state:
+        key = await self._key(conversation_id)
+        async with self._turn(key, conversation_id) as state:
             if turn_id is not None:
-                stored = await self.store.find_turn(conversation_id, turn_id)
+                stored = await self.store.find_turn(state.conversation_id, turn_id)
                 if stored is not None:
                     return stored
             reply = await self.model.complete(state.request_messages(user_message))
@@ -214,9 +236,10 @@ class ChatAgent(StatelessCompletion):
         fails or is abandoned leaves the history unchanged.
         """
         self._check_message(user_message)
-        async with self._turn(conversation_id) as state:
+        key = await self._key(conversation_id)
+        async with self._turn(key, conversation_id) as state:
             if turn_id is not None:
-                stored = await self.store.find_turn(conversation_id, turn_id)
+                stored = await self.store.find_turn(state.conversation_id, turn_id)
                 if stored is not None:
                     yield stored
                     return
@@ -230,8 +253,10 @@ class ChatAgent(StatelessCompletion):
     @operation
     async def end_conversation(self, conversation_id: str) -> None:
         """Drop a conversation; ending an unknown one is harmless."""
+        _checked_id(Scope(current_caller()).checked_part(conversation_id))
         try:
-            if await self.store.delete(conversation_id):
+            key = await self._key(conversation_id)
+            if key is not None and await self.store.delete(key):
                 log.info("conversation %s ended", conversation_id)
         except StoreUnavailable as exc:
             raise _error(str(exc), "store_unavailable") from exc
@@ -239,13 +264,35 @@ class ChatAgent(StatelessCompletion):
     @operation
     async def get_conversation(self, conversation_id: str) -> dict[str, Any]:
         """Return a conversation's system prompt, window and history."""
-        state = await self._load(conversation_id)
-        return conversation_to_json(state)
+        state = await self._load(await self._key(conversation_id), conversation_id)
+        return {**conversation_to_json(state), "id": conversation_id}
 
     @operation
     async def list_conversations(self, limit: int = 100) -> list[str]:
-        """Return the ids of stored conversations, most recently active first."""
-        return await self.store.list_ids(limit=limit)
+        """Return the ids of the caller's conversations (an admin's: all), most recent first."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 10_000:
+            raise _error(
+                "limit must be a whole number from 1 to 10000",
+                "invalid_params",
+                jsonrpc.INVALID_PARAMS,
+            )
+        scope = Scope(current_caller())
+        try:
+            keys = await self.store.list_ids(limit=limit, prefix=scope.list_prefix())
+        except StoreUnavailable as exc:
+            raise _error(str(exc), "store_unavailable") from exc
+        return [scope.shown_id(key) for key in keys]
+
+    async def _key(self, conversation_id: str) -> str | None:
+        """The stored key ``conversation_id`` names for the caller (chat/ownership.py)."""
+        candidates = Scope(current_caller()).candidate_keys(conversation_id)
+        for key in candidates[:-1]:  # an admin's own conversation wins over a raw key
+            try:
+                if await self.store.load(key) is not None:
+                    return key
+            except StoreUnavailable as exc:
+                raise _error(str(exc), "store_unavailable") from exc
+        return candidates[-1] if candidates else None
 
     def _check_message(self, user_message: object) -> None:
         if not isinstance(user_message, str):
@@ -261,9 +308,10 @@ class ChatAgent(StatelessCompletion):
                 jsonrpc.INVALID_PARAMS,
             )
 
-    async def _load(self, conversation_id: str) -> ConversationState:
+    async def _load(self, key: str | None, conversation_id: str) -> ConversationState:
+        _checked_id(Scope(current_caller()).checked_part(conversation_id))
         try:
-            state = await self.store.load(conversation_id)
+            state = None if key is None else await self.store.load(key)
         except StoreUnavailable as exc:
             raise _error(str(exc), "store_unavailable") from exc
         if state is None:
@@ -275,10 +323,16 @@ class ChatAgent(StatelessCompletion):
         return state
 
     @asynccontextmanager
-    async def _turn(self, conversation_id: str) -> AsyncIterator[ConversationState]:
+    async def _turn(
+        self, key: str | None, conversation_id: str
+    ) -> AsyncIterator[ConversationState]:
+        _checked_id(Scope(current_caller()).checked_part(conversation_id))
         await self._sweep()
-        async with self._locks.hold(conversation_id), self._lease(conversation_id):
-            yield await self._load(conversation_id)
+        if key is None:
+            await self._load(None, conversation_id)  # raises: no such conversation
+        assert key is not None
+        async with self._locks.hold(key), self._lease(key):
+            yield await self._load(key, conversation_id)
 
     @asynccontextmanager
     async def _lease(self, conversation_id: str) -> AsyncIterator[None]:

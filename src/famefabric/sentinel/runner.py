@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import ssl
 from collections.abc import Callable
 
 from famefabric.log_limits import install_repeat_filter
 from famefabric.observability import tracing
 from famefabric.observability.logs import configure_logging
 from famefabric.security import TokenVerifier
+from famefabric.security.tls import server_context_from_env
+from famefabric.sentinel.admission import listening_host
 from famefabric.sentinel.admission_limits import AdmissionLimits
 from famefabric.sentinel.cluster import ClusterSettings
 from famefabric.sentinel.limits import SentinelLimits
@@ -24,7 +27,7 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 async def serve_sentinel(
     *,
-    host: str = "0.0.0.0",
+    host: str = "127.0.0.1",
     port: int = 8000,
     system_id: str | None = None,
     show_envelopes: bool = False,
@@ -33,6 +36,7 @@ async def serve_sentinel(
     limits: SentinelLimits | None = None,
     connection_limits: AdmissionLimits | None = None,
     verifier: TokenVerifier | None = None,
+    tls: ssl.SSLContext | None = None,
     cluster: ClusterSettings | None = None,
 ) -> None:
     """Run a sentinel until SIGINT or SIGTERM arrives, or until ``stop`` is set.
@@ -49,6 +53,7 @@ async def serve_sentinel(
         limits: the sentinel's limits (default: :class:`SentinelLimits`).
         connection_limits: connection limit and backlog (default: :class:`AdmissionLimits`).
         verifier: checks attach tokens (§17); None for open mode.
+        tls: listen with TLS using this context (§17.6).
         cluster: the cluster to join (None: none).
 
     Raises:
@@ -73,6 +78,7 @@ async def serve_sentinel(
             limits=limits,
             connection_limits=connection_limits,
             verifier=verifier,
+            tls=tls,
             cluster=cluster,
         ):
             await stop.wait()
@@ -84,7 +90,7 @@ async def serve_sentinel(
 def run_sentinel(
     *,
     log_level: str = "info",
-    host: str = "0.0.0.0",
+    host: str | None = None,
     port: int | None = None,
     system_id: str | None = None,
     show_envelopes: bool | None = None,
@@ -92,6 +98,9 @@ def run_sentinel(
     backlog: int | None = None,
     auth_secret_file: str | None = None,
     cluster_url: str | None = None,
+    insecure: bool = False,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
 ) -> None:
     """Configure logging and run :func:`serve_sentinel` in a new event loop.
 
@@ -108,11 +117,19 @@ def run_sentinel(
     (:mod:`famefabric.sentinel.admission_limits`; ``max_connections`` and
     ``backlog`` win over theirs).
 
+    ``host`` None listens on 0.0.0.0 when tokens are verified and on
+    127.0.0.1 otherwise; another interface without authentication needs
+    ``insecure`` (:func:`~famefabric.sentinel.admission.listening_host`).
+
     Raises:
         ConfigurationError: ``log_level`` is not a logging level name, or the
             sentinel cannot start.
     """
     configure_logging(log_level)
+    if logging.getLogger().level > logging.DEBUG:
+        # websockets logs every HTTP exchange (each health check) and every closed
+        # connection at INFO; the sentinel logs attaches and detaches itself.
+        logging.getLogger("websockets.server").setLevel(logging.WARNING)
     install_repeat_filter()
     tracing.setup("famefabric-sentinel")
     env = FabricSettings.from_env()
@@ -122,6 +139,8 @@ def run_sentinel(
     limits = SentinelLimits.from_env()
     connection_limits = AdmissionLimits.from_env(max_connections=max_connections, backlog=backlog)
     verifier = TokenVerifier.from_env(secret_file=auth_secret_file)
+    tls = server_context_from_env(cert_file=tls_cert, key_file=tls_key)
+    host = listening_host(host, authenticated=verifier is not None, insecure=insecure)
     cluster = ClusterSettings.from_env(url=cluster_url)
     loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None
     try:
@@ -140,6 +159,7 @@ def run_sentinel(
                 limits=limits,
                 connection_limits=connection_limits,
                 verifier=verifier,
+                tls=tls,
                 cluster=cluster,
             )
         )
