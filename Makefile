@@ -10,7 +10,7 @@ PORT := $(or $(FAME_LISTENER_PORT),8000)
 # The chat client attaches to the sentinel that `make start` runs, unless told otherwise.
 CHAT := FAME_DIRECT_ADMISSION_URL=$${FAME_DIRECT_ADMISSION_URL:-ws://127.0.0.1:$(PORT)/fame/v1/attach/ws/downstream} $(BIN)/fame chat
 
-.PHONY: help install run run-verbose chat start stop status logs test test-fast lint format bench bench-quick docker-check clean
+.PHONY: help install run run-verbose chat start stop status logs test test-fast lint format bench bench-quick docker-check clean cluster test-cluster
 
 help:
 	@echo "make run          start sentinel + chat agent if needed, then chat (installs what it needs)"
@@ -20,6 +20,7 @@ help:
 	@echo "make test         the whole test suite (also what CI runs)"
 	@echo "make lint         ruff + mypy"
 	@echo "make bench        benchmarks (make bench-quick for a short run)"
+	@echo "make cluster      a local cluster: nats-server and 3 sentinels (docs/CLUSTER.md)"
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "famefabric needs Python 3.11 or newer (set PYTHON=...)")'
@@ -53,6 +54,13 @@ logs:
 
 test: install
 	@scripts/test.sh
+
+cluster: install
+	@scripts/cluster.sh
+
+test-cluster: install
+	@scripts/ensure-nats.sh >/dev/null
+	$(BIN)/pytest -q tests/cluster tests/sentinel/cluster
 
 test-fast: install
 	$(BIN)/pytest -q -m "not slow and not interop"

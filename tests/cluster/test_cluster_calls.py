@@ -118,3 +118,61 @@ async def test_agent_killed_mid_call_fails_the_remote_caller_at_once(
             await call
         assert time.monotonic() - killed_at < PROMPT
         assert "victim@fame.fabric" in str(caught.value)
+
+
+async def test_cancel_crosses_the_cluster_to_the_agent(pair: TwoSentinels) -> None:
+    """A caller on B gives up: the agent on A gets the cancel notice and stops the handler."""
+    async with attached(pair.b) as fabric:
+        echo = RemoteAgent(ECHO, fabric=fabric)
+        cancelled = pair.agent.count(r"^CANCELLED ", stream="stdout")
+        call = asyncio.ensure_future(echo.sleep(seconds=20.0))
+        await pair.agent.wait_until(
+            lambda: pair.agent.count(r"^SLEEPING 20", stream="stdout") > cancelled,
+            within=10,
+            what="the start of the call",
+        )
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        await pair.agent.wait_until(
+            lambda: pair.agent.count(r"^CANCELLED 20", stream="stdout") > cancelled,
+            within=PROMPT,
+            what="the cancel notice reached the agent",
+        )
+        assert await echo.echo("still fine") == "still fine"
+
+
+REPLICA = "replica@fame.fabric"
+CONVERSATIONS = 50
+TURNS = 10
+
+
+async def test_replicas_on_two_sentinels_keep_each_conversation_on_one_replica(
+    module_processes: ProcessPool, pair: TwoSentinels
+) -> None:
+    """50 conversations x 10 calls, alternating callers on A and B: one replica per key.
+
+    Both sentinels pick with rendezvous hashing over the cluster-wide replica
+    set, so a key's calls reach the same replica whichever sentinel the caller
+    is attached to; the keys spread over both replicas.
+    """
+    (on_a,) = await start_agents(module_processes, pair.a, [our_echo_agent(REPLICA)])
+    (on_b,) = await start_agents(module_processes, pair.b, [our_echo_agent(REPLICA)])
+    await asyncio.gather(
+        pair.a.wait_peer_addresses("clusterB", 1), pair.b.wait_peer_addresses("clusterA", 2)
+    )
+    async with attached(pair.a) as fabric_a, attached(pair.b) as fabric_b:
+        callers = [RemoteAgent(REPLICA, fabric=fabric_a), RemoteAgent(REPLICA, fabric=fabric_b)]
+
+        async def conversation(k: int) -> set[str]:
+            served = set()
+            for turn in range(TURNS):
+                served.add(await callers[turn % 2].whoami(f"conversation-{k}"))
+            return served
+
+        served = await asyncio.gather(*(conversation(k) for k in range(CONVERSATIONS)))
+    assert all(len(replicas) == 1 for replicas in served), served
+    used = {next(iter(replicas)) for replicas in served}
+    assert len(used) == 2, f"every conversation went to {used}"
+    on_a.terminate()
+    on_b.terminate()
