@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# The whole test suite: prepares the interop peer (Naylence on Python >= 3.12) and a
-# redis-server, then runs pytest. Under CI a missing peer or Redis fails the run
+# The whole test suite: prepares the interop peer (Naylence on Python >= 3.12), Chromium and a
+# redis-server, then runs pytest. Under CI a missing peer, browser or Redis fails the run
 # instead of skipping those tests.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
 if [ -n "${CI:-}" ]; then
-  export FAME_REQUIRE_INTEROP=1 FAME_REQUIRE_REDIS=1
+  export FAME_REQUIRE_INTEROP=1 FAME_REQUIRE_REDIS=1 FAME_REQUIRE_BROWSER=1
 fi
 
 if ! scripts/interop-venv.sh; then
@@ -19,6 +19,9 @@ if ! command -v docker-compose >/dev/null 2>&1 && ! docker compose version >/dev
       { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq docker-compose >/dev/null 2>&1; } ||
       echo "docker-compose not installable: compose files will not be validated" >&2
   fi
+fi
+if ! scripts/ensure-chromium.sh >/dev/null; then
+  echo "chromium not available: browser tests will skip (or fail under CI)" >&2
 fi
 if ! scripts/ensure-redis.sh >/dev/null; then
   echo "redis-server not available: Redis tests will skip (or fail under CI)" >&2

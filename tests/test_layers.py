@@ -36,6 +36,7 @@ RANKS = {
     "fabric": 6,
     "chat": 7,
     "testing": 8,
+    "gateway": 8,
     "cli": 8,
     "__init__": 9,
     "__main__": 9,

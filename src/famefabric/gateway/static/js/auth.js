@@ -1,0 +1,38 @@
+// Where the page keeps the bearer token.
+//
+// By default in sessionStorage: the token lives as long as this tab and is not
+// written where other tabs or later visits find it. "Keep me signed in" puts it
+// in localStorage instead, so new tabs and restarts stay signed in. Either store
+// is readable by script on this origin, which is why the page runs no inline or
+// third-party script (Content-Security-Policy) and sanitizes every reply.
+
+const KEY = "fame.token";
+
+export function loadToken() {
+  return sessionStorage.getItem(KEY) ?? localStorage.getItem(KEY);
+}
+
+export function saveToken(token, { remember = false } = {}) {
+  forgetToken();
+  (remember ? localStorage : sessionStorage).setItem(KEY, token);
+}
+
+export function forgetToken() {
+  sessionStorage.removeItem(KEY);
+  localStorage.removeItem(KEY);
+}
+
+/**
+ * A one-time login link carries its code in the URL fragment (#login=...), which
+ * browsers never send to a server. Take it out of the address bar at once and
+ * return it, or null.
+ */
+export function takeLoginCode() {
+  const fragment = new URLSearchParams(location.hash.slice(1));
+  const code = fragment.get("login");
+  if (!code) return null;
+  fragment.delete("login");
+  const rest = fragment.toString();
+  history.replaceState(history.state, "", location.pathname + location.search + (rest ? `#${rest}` : ""));
+  return code;
+}

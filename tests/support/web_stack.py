@@ -1,0 +1,89 @@
+"""The processes behind the web chat page: sentinel, chat agent, gateway, and the stub LLM.
+
+:func:`start_web_stack` starts our sentinel (port 0), ``fame agent chat``
+(in-memory store, LLM = an :class:`~famefabric.testing.OpenAIStubServer` in
+the test process) and ``fame gateway`` on a free port, and waits until the
+gateway answers ``GET /`` with the page. Every wait has a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import http.client
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from support.agents import our_chat_agent, start_agents
+from support.pool import ProcessPool
+from support.procs import FAME, READY_TIMEOUT, ManagedProcess, ProcessFailure
+from support.sentinels import Sentinel
+
+from famefabric.testing import OpenAIStubServer, free_port
+
+CHAT_ADDRESS = "chat@fame.fabric"
+
+
+@dataclass
+class WebStack:
+    """The running processes and where the page is."""
+
+    sentinel: Sentinel
+    agent: ManagedProcess
+    gateway: ManagedProcess
+    llm: OpenAIStubServer
+    url: str
+    """The gateway's base URL, e.g. ``http://127.0.0.1:40123``."""
+
+
+def _page_status(port: int) -> int | None:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2.0)
+    try:
+        connection.request("GET", "/")
+        return connection.getresponse().status
+    except OSError:
+        return None
+    finally:
+        connection.close()
+
+
+async def wait_gateway(process: ManagedProcess, port: int, *, within: float = READY_TIMEOUT) -> None:
+    """Wait until the gateway on ``port`` serves the page; fail at once if it exits."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if not process.is_running:
+            raise process.fail("the gateway exited before it served the page")
+        if await asyncio.to_thread(_page_status, port) == 200:
+            return
+        await asyncio.sleep(0.1)
+    raise process.fail(f"the gateway did not serve GET / on port {port} within {within} s")
+
+
+async def start_gateway(
+    pool: ProcessPool, sentinel: Sentinel, env: Mapping[str, str] | None = None
+) -> tuple[ManagedProcess, str]:
+    """Start ``fame gateway`` on a free loopback port attached to ``sentinel``."""
+    port = free_port()
+    extra = {"FAME_GATEWAY_PORT": str(port), "FAME_GATEWAY_HOST": "127.0.0.1"}
+    extra.update(env or {})
+    process = pool.spawn("gateway", [os.fspath(FAME), "gateway"], env=sentinel.node_env(extra))
+    try:
+        await wait_gateway(process, port)
+    except ProcessFailure as exc:
+        raise ProcessFailure(f"{exc}\n{sentinel.process.describe()}") from None
+    return process, f"http://127.0.0.1:{port}"
+
+
+async def start_web_stack(
+    pool: ProcessPool, llm: OpenAIStubServer, *, env: Mapping[str, str] | None = None
+) -> WebStack:
+    """Start sentinel, chat agent and gateway (``env`` goes to all three)."""
+    sentinel = await pool.our_sentinel()
+    spec = our_chat_agent(CHAT_ADDRESS, llm.url)
+    if env:
+        spec = dataclasses.replace(spec, env={**spec.env, **env})
+    (agent,) = await start_agents(pool, sentinel, [spec])
+    gateway, url = await start_gateway(pool, sentinel, env)
+    return WebStack(sentinel=sentinel, agent=agent, gateway=gateway, llm=llm, url=url)
