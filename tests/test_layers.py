@@ -29,7 +29,8 @@ RANKS = {
     "clock": 2,
     "envelope_log": 3,
     "transport": 3,
-    "settings": 3,
+    "settings": 2,
+    "security": 3,
     "node": 4,
     "sentinel": 4,
     "agent": 5,
@@ -49,6 +50,7 @@ IMPURE_MODULES = {"asyncio", "websockets", "logging", "os", "time", "socket", "t
 LAZY_IMPORTS = {
     ("cli.py", "famefabric.settings"): "the CLI imports each command's parts only when it runs",
     ("cli.py", "famefabric.sentinel"): "the CLI imports each command's parts only when it runs",
+    ("cli.py", "famefabric.security"): "the CLI imports each command's parts only when it runs",
     ("cli.py", "famefabric.chat.service"): "the chat agent and its LLM client load on demand",
     ("cli.py", "famefabric.chat.settings"): "the chat agent and its LLM client load on demand",
     ("cli.py", "famefabric.chat.client"): "the chat client loads on demand",

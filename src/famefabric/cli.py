@@ -1,4 +1,4 @@
-"""The ``fame`` command: ``sentinel``, ``agent chat``, ``chat`` and ``conversations``.
+"""The ``fame`` command: ``sentinel``, ``agent chat``, ``chat``, ``conversations`` and ``token``.
 
 ``main(argv)`` returns the exit code, so it can be tested in-process. Flags
 win over environment variables, which win over defaults; settings are read
@@ -69,6 +69,31 @@ def _parser() -> argparse.ArgumentParser:
         "(default FAME_CLUSTER_URL; credentials only from FAME_CLUSTER_* variables)",
     )
 
+    sentinel.add_argument(
+        "--auth-secret-file",
+        default=None,
+        metavar="PATH",
+        help="require HS256 tokens signed with the secret in PATH (instead of FAME_AUTH_SECRET)",
+    )
+
+    token = commands.add_parser("token", help="admission tokens")
+    token_actions = token.add_subparsers(dest="action", required=True, metavar="ACTION")
+    create = token_actions.add_parser(
+        "create", help="print a token signed with FAME_AUTH_SECRET (or --auth-secret-file)"
+    )
+    create.add_argument("--subject", required=True, help="the identity's name (claim sub)")
+    create.add_argument(
+        "--serve", action="append", default=[], metavar="PATTERN", help="address it may bind"
+    )
+    create.add_argument(
+        "--call", action="append", default=[], metavar="PATTERN", help="address it may call"
+    )
+    create.add_argument("--admin", action="store_true", help="an administrator (fame_admin)")
+    create.add_argument(
+        "--ttl", type=float, default=24 * 3600, help="seconds until it expires (default 86400)"
+    )
+    create.add_argument("--auth-secret-file", default=None, metavar="PATH")
+
     agent = commands.add_parser("agent", help="run an agent")
     agents = agent.add_subparsers(dest="agent", required=True, metavar="AGENT")
     chat_agent = agents.add_parser("chat", help="the stateful chat agent")
@@ -138,6 +163,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _chat_agent(args)
         if args.command == "chat":
             return _chat(args)
+        if args.command == "token":
+            return _token(args)
         return _conversations(args)
     except ConfigurationError as exc:
         print(f"fame: configuration error: {exc}", file=sys.stderr)
@@ -170,7 +197,31 @@ def _sentinel(args: argparse.Namespace) -> int:
         port=settings.listener_port if args.port is None else args.port,
         system_id=args.node_id or settings.node_id,
         show_envelopes=settings.show_envelopes,
+        auth_secret_file=args.auth_secret_file,
         cluster_url=args.cluster,
+    )
+    return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    from famefabric.security import mint_token, secret_from_env
+
+    secret = secret_from_env(os.environ, args.auth_secret_file)
+    if secret is None:
+        raise ConfigurationError(
+            "no secret to sign with: set FAME_AUTH_SECRET or pass --auth-secret-file PATH"
+        )
+    print(
+        mint_token(
+            secret,
+            subject=args.subject,
+            serve=args.serve,
+            call=args.call,
+            admin=args.admin,
+            ttl=args.ttl,
+            audience=os.environ.get("FAME_JWT_AUDIENCE") or None,
+            issuer=os.environ.get("FAME_JWT_TRUSTED_ISSUER") or None,
+        )
     )
     return 0
 

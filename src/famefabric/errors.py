@@ -12,6 +12,7 @@ task's root catches them and ``KeyboardInterrupt`` / ``CancelledError`` pass.
     │   └── RemoteProtocolError       a peer sent an invalid one
     ├── ConfigurationError            a setting has an invalid value (also a ValueError)
     ├── DefinitionError               an agent class is defined wrongly
+    ├── TokenRejected                 an admission token is missing, forged or expired (reason)
     ├── ConnectionClosed              the link to the sentinel is gone (code, reason)
     │   └── AttachRefused             the sentinel refused this node (status, reason)
     ├── NoRoute                       nobody serves the address (code, reason)
@@ -62,6 +63,27 @@ class ConfigurationError(FabricError, ValueError):
 
 class DefinitionError(FabricError):
     """An agent class or operation is defined in a way the SDK cannot serve."""
+
+
+class TokenRejected(FabricError):
+    """An admission token was refused: missing, malformed, forged, expired, wrong audience.
+
+    The message never contains the token itself.
+
+    Attributes:
+        reason: one line saying what was wrong, fit for an HTTP 401 body.
+        subject: the token's ``sub`` when it could be read (for logs), else None.
+        unavailable: the token could not be checked now (the identity
+            provider's keys cannot be fetched); a server answers 503, not 401.
+    """
+
+    def __init__(
+        self, reason: str, *, subject: str | None = None, unavailable: bool = False
+    ) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.subject = subject
+        self.unavailable = unavailable
 
 
 class ConnectionClosed(FabricError):

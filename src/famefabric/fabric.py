@@ -33,6 +33,7 @@ from famefabric.agent.proxy import (
 from famefabric.agent.server import AgentServer
 from famefabric.errors import FabricError
 from famefabric.node import Node
+from famefabric.security import TokenProvider, token_provider_from_env
 from famefabric.sentinel import Sentinel
 from famefabric.settings import FabricSettings, check_ws_urls
 from famefabric.transport import Transport
@@ -61,8 +62,10 @@ class FameFabric:
         in_process: bool = False,
         system_id: str | None = None,
         accepted_logicals: tuple[str, ...] = ("*",),
+        token: TokenProvider | None = None,
     ) -> None:
         self._settings = settings
+        self._token_provider = token
         self._in_process = in_process
         self._system_id = system_id or settings.node_id
         self._accepted_logicals = accepted_logicals
@@ -82,6 +85,7 @@ class FameFabric:
         system_id: str | None = None,
         show_envelopes: bool | None = None,
         call_timeout: float | None = None,
+        token: TokenProvider | None = None,
     ) -> FameFabric:
         """Configure a fabric; enter it with ``async with`` to attach.
 
@@ -92,6 +96,8 @@ class FameFabric:
             system_id: this node's id; default ``FAME_NODE_ID`` or a random one.
             show_envelopes: print every envelope; default ``FAME_SHOW_ENVELOPES``.
             call_timeout: default seconds a call waits; default ``FAME_CALL_TIMEOUT`` (30).
+            token: the node's admission token source; default ``FAME_TOKEN``,
+                ``FAME_TOKEN_FILE`` or ``FAME_ADMISSION_TOKEN_URL`` (none: anonymous).
 
         Raises:
             ConfigurationError: an environment variable has an invalid value.
@@ -106,7 +112,9 @@ class FameFabric:
             changes["call_timeout"] = call_timeout
         if changes:
             base = replace(base, **changes)  # type: ignore[arg-type]
-        return cls(settings=base, in_process=in_process, system_id=system_id)
+        if token is None and not in_process:
+            token = token_provider_from_env()
+        return cls(settings=base, in_process=in_process, system_id=system_id, token=token)
 
     @property
     def settings(self) -> FabricSettings:
@@ -140,6 +148,7 @@ class FameFabric:
                 max_initial_attempts=self._settings.max_initial_attempts,
                 default_timeout=self._settings.call_timeout,
                 show_envelopes=self._settings.show_envelopes,
+                token=self._token_provider,
             )
             self._node = await self._stack.enter_async_context(node)
         except BaseException:

@@ -49,7 +49,9 @@ def _page_status(port: int) -> int | None:
         connection.close()
 
 
-async def wait_gateway(process: ManagedProcess, port: int, *, within: float = READY_TIMEOUT) -> None:
+async def wait_gateway(
+    process: ManagedProcess, port: int, *, within: float = READY_TIMEOUT
+) -> None:
     """Wait until the gateway on ``port`` serves the page; fail at once if it exits."""
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:

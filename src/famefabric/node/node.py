@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import ssl
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
@@ -42,6 +43,7 @@ from famefabric.errors import (
 from famefabric.node import wire
 from famefabric.node.backoff import backoff_delays
 from famefabric.node.binder import Binder
+from famefabric.node.connector import websocket_connector
 from famefabric.node.dispatch import Handler
 from famefabric.node.inbound import Inbound
 from famefabric.node.link import Connector, close_quietly
@@ -57,7 +59,7 @@ from famefabric.protocol.address import RPC_PARTICIPANT_PREFIX
 from famefabric.protocol.codec import envelope_to_dict
 from famefabric.protocol.frames import Envelope
 from famefabric.protocol.ids import new_id
-from famefabric.transport import websocket
+from famefabric.security import TokenProvider
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +100,9 @@ class Node:
             attempts; when it runs out the node stops retrying.
         max_queued: envelopes kept while disconnected, to flush after re-attach.
         attach_timeout: seconds to wait for ``NodeAttachAck`` (§5.1).
+        token: where the bearer token presented at each attach comes from
+            (default connector only; §17).
+        tls: the TLS context for ``wss://`` URLs (default: the system's trust store).
 
     Raises:
         ConfigurationError: an argument has an invalid value.
@@ -120,6 +125,8 @@ class Node:
         backoff: Callable[[], Iterator[float]] | None = None,
         max_queued: int = 512,
         attach_timeout: float = 10.0,
+        token: TokenProvider | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         base = DEFAULT_ADMISSION_URL if admission_url is None else admission_url
         bases = [part.strip() for part in base.split(",") if part.strip()] or [base]
@@ -135,6 +142,7 @@ class Node:
         """This node's system id, the last segment of its physical path."""
         url, *fallback_urls = (f"{each.rstrip('/')}/{self.system_id}" for each in bases)
         self._reconnect = reconnect
+        self._token = token
         self._machine = LinkStateMachine()
         self._sender = Sender(
             system_id=self.system_id, machine=self._machine, spawn=self._spawn_quietly
@@ -158,7 +166,7 @@ class Node:
         self._supervisor = Supervisor(
             url=url,
             system_id=self.system_id,
-            connect=connect or websocket.connect,
+            connect=connect or websocket_connector(token, tls),
             accepted_logicals=accepted_logicals,
             timing=Timing(
                 heartbeat_interval=heartbeat_interval,
@@ -248,7 +256,7 @@ class Node:
         otherwise such a refusal ends reconnecting for good. A node without a
         token provider has nothing new to present.
         """
-        return False
+        return self._token is not None and self._token.can_renew()
 
     def add_listener(self, callback: Callable[[NodeEvent], None]) -> None:
         """Call ``callback`` on every :class:`NodeEvent`; it must not block."""

@@ -8,6 +8,7 @@ import signal
 from collections.abc import Callable
 
 from famefabric.errors import ConfigurationError
+from famefabric.security import TokenVerifier
 from famefabric.sentinel.cluster import ClusterSettings
 from famefabric.sentinel.limits import SentinelLimits
 from famefabric.sentinel.server import Sentinel
@@ -27,6 +28,7 @@ async def serve_sentinel(
     idle_timeout: float | None = 90.0,
     stop: asyncio.Event | None = None,
     limits: SentinelLimits | None = None,
+    verifier: TokenVerifier | None = None,
     cluster: ClusterSettings | None = None,
 ) -> None:
     """Run a sentinel until SIGINT or SIGTERM arrives, or until ``stop`` is set.
@@ -41,6 +43,7 @@ async def serve_sentinel(
         idle_timeout: seconds of silence after which a child is closed.
         stop: an event that stops the sentinel when set.
         limits: the sentinel's limits (default: :class:`SentinelLimits`).
+        verifier: checks attach tokens (§17); None for open mode.
         cluster: the cluster to join (None: none).
 
     Raises:
@@ -63,6 +66,7 @@ async def serve_sentinel(
             show_envelopes=show_envelopes,
             idle_timeout=idle_timeout,
             limits=limits,
+            verifier=verifier,
             cluster=cluster,
         ):
             await stop.wait()
@@ -78,6 +82,7 @@ def run_sentinel(
     port: int | None = None,
     system_id: str | None = None,
     show_envelopes: bool | None = None,
+    auth_secret_file: str | None = None,
     cluster_url: str | None = None,
 ) -> None:
     """Configure logging and run :func:`serve_sentinel` in a new event loop.
@@ -86,7 +91,9 @@ def run_sentinel(
     What is not given is read from the environment, once, here:
     ``FAME_LISTENER_PORT`` (default 8000), ``FAME_NODE_ID``,
     ``FAME_SHOW_ENVELOPES``, the ``FAME_SENTINEL_*`` limits
-    (:mod:`famefabric.sentinel.limits`) and the ``FAME_CLUSTER_*`` settings
+    (:mod:`famefabric.sentinel.limits`), the token settings of
+    :meth:`famefabric.security.TokenVerifier.from_env` (``FAME_AUTH_SECRET``
+    or ``auth_secret_file``, ``FAME_JWKS_URL``…) and the ``FAME_CLUSTER_*`` settings
     (:mod:`famefabric.sentinel.cluster.settings`; ``cluster_url`` wins over
     ``FAME_CLUSTER_URL``).
 
@@ -105,6 +112,7 @@ def run_sentinel(
     system_id = env.node_id if system_id is None else system_id
     show_envelopes = env.show_envelopes if show_envelopes is None else show_envelopes
     limits = SentinelLimits.from_env()
+    verifier = TokenVerifier.from_env(secret_file=auth_secret_file)
     cluster = ClusterSettings.from_env(url=cluster_url)
     loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None
     try:
@@ -121,6 +129,7 @@ def run_sentinel(
                 system_id=system_id,
                 show_envelopes=show_envelopes,
                 limits=limits,
+                verifier=verifier,
                 cluster=cluster,
             )
         )

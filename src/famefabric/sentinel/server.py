@@ -34,7 +34,9 @@ from famefabric.errors import ConfigurationError
 from famefabric.protocol.ids import ID_LENGTH, base62
 from famefabric.routing import RoutingTable
 from famefabric.routing.permissions import Identity
+from famefabric.security import TokenVerifier
 from famefabric.sentinel import pump
+from famefabric.sentinel.admission import Admission
 from famefabric.sentinel.cluster import ClusterMember, ClusterSettings
 from famefabric.sentinel.inflight import DEFAULT_TTL, InflightRequests
 from famefabric.sentinel.limits import SentinelLimits
@@ -112,6 +114,8 @@ class Sentinel:
         max_inflight: most forwarded requests remembered at once.
         envelope_printer: where ``show_envelopes`` prints (default: stderr).
         limits: queue sizes, deadlines and bounds (default: :class:`SentinelLimits`).
+        verifier: checks the bearer token of every attach (§17); None is open
+            mode, where every connection is anonymous.
         cluster: join this cluster of sentinels over NATS (docs/CLUSTER.md);
             None: a sentinel of its own.
 
@@ -135,6 +139,7 @@ class Sentinel:
         max_inflight: int = 100_000,
         envelope_printer: EnvelopePrinter | None = None,
         limits: SentinelLimits | None = None,
+        verifier: TokenVerifier | None = None,
         cluster: ClusterSettings | None = None,
     ) -> None:
         if system_id is None:
@@ -153,6 +158,7 @@ class Sentinel:
         self._compression = compression
         self._max_message_bytes = max_message_bytes
         self._ping_interval = ping_interval
+        self._admission = Admission(verifier)
         printer = envelope_printer or (EnvelopePrinter(label=system_id) if show_envelopes else None)
         self._limits = limits if limits is not None else SentinelLimits()
         self._inflight = InflightRequests(
@@ -228,6 +234,7 @@ class Sentinel:
         self._task_group = task_group
         task_group.create_task(self._housekeeping())
         if self._listen:
+            log.info("admission: %s", self._admission.describe())
             log.info("sentinel %s listening on %s:%d", self._system_id, self._host, self.port)
         return self
 
@@ -363,7 +370,9 @@ class Sentinel:
                 f"cannot listen on {self._host}:{self._port}: {exc.strerror or exc}"
             ) from exc
 
-    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+    async def _process_request(
+        self, connection: ServerConnection, request: Request
+    ) -> Response | None:
         path = request.path.partition("?")[0]
         if path == ATTACH_HEALTH_PATH:
             counts = self.table.counts()
@@ -379,10 +388,11 @@ class Sentinel:
         if path == INGRESS_HEALTH_PATH:
             return json_response(connection, HTTPStatus.OK, {"status": "healthy"})
         if path.startswith("/fame/v1/attach/ws/") and is_websocket_upgrade(request.headers):
-            if attach_target(path, self._system_id) is None:
+            child = attach_target(path, self._system_id)
+            if child is None:
                 log.info("refused a WebSocket handshake on %s", path)
                 return forbidden(connection)
-            return None
+            return await self._admission.admit(connection, request, child)
         return json_response(connection, HTTPStatus.NOT_FOUND, NOT_FOUND)
 
     async def _on_websocket(self, connection: ServerConnection) -> None:
@@ -391,10 +401,16 @@ class Sentinel:
         if child is None:  # process_request admitted only valid paths
             await connection.close(1008, "invalid attach path")
             return
+        identity = self._admission.identity_of(connection)
+        if identity is None and not self._admission.is_open:  # never anonymous when auth is on
+            await connection.close(1008, "not authenticated")
+            return
         remote = connection.remote_address
         where = f"{remote[0]}:{remote[1]}" if isinstance(remote, tuple) else str(remote)
         await self.handle_transport(
-            WebSocketTransport(connection, description=f"{child} at {where}"), child
+            WebSocketTransport(connection, description=f"{child} at {where}"),
+            child,
+            identity=identity,
         )
 
     async def _housekeeping(self) -> None:

@@ -10,6 +10,7 @@ line of the response body; everything else :class:`famefabric.errors.ConnectionC
 
 from __future__ import annotations
 
+import ssl as ssl_module
 from http import HTTPStatus
 
 from websockets.asyncio.client import ClientConnection
@@ -18,6 +19,7 @@ from websockets.asyncio.connection import Connection
 from websockets.exceptions import ConnectionClosed as WSConnectionClosed
 from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI
 from websockets.protocol import State
+from websockets.typing import Subprotocol
 from websockets.version import version as websockets_version
 
 from famefabric.errors import AttachRefused, ConnectionClosed
@@ -150,13 +152,26 @@ class WebSocketTransport:
 
 
 async def connect(
-    url: str, *, open_timeout: float = 10.0, compression: bool = False
+    url: str,
+    *,
+    open_timeout: float = 10.0,
+    compression: bool = False,
+    token: str | None = None,
+    ssl: ssl_module.SSLContext | None = None,
 ) -> WebSocketTransport:
     """Open a WebSocket to ``url`` and wrap it.
 
     Compression is off by default: envelopes are small and the links are
     usually local, where deflate costs more CPU than it saves. Options are
     keyword-only, so more can be added without breaking callers.
+
+    Args:
+        url: ``ws://`` or ``wss://`` URL.
+        open_timeout: seconds for the TCP, TLS and WebSocket handshakes.
+        compression: offer permessage-deflate.
+        token: a bearer token, sent as the subprotocol pair ``bearer, <token>``
+            (PROTOCOL.md §17); the server selects ``bearer``.
+        ssl: the TLS context of a ``wss://`` URL (default: the system's trust store).
 
     Raises:
         AttachRefused: the server answered the handshake with an HTTP error
@@ -175,6 +190,8 @@ async def connect(
             ping_timeout=20,
             max_queue=256,
             user_agent_header=f"famefabric websockets/{websockets_version}",
+            subprotocols=[Subprotocol("bearer"), Subprotocol(token)] if token else None,
+            ssl=ssl if url.startswith("wss://") else None,
         )
     except InvalidStatus as exc:
         status = exc.response.status_code
