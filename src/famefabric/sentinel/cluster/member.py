@@ -57,6 +57,8 @@ log = logging.getLogger("famefabric.sentinel.cluster")
 
 MAX_QUEUED_BYTES = 64 * 1024 * 1024
 """Bytes waiting for NATS at most; beyond, requests to peers are NACKed ``DESTINATION_BUSY``."""
+INITIAL_ATTEMPTS = 2
+"""Retries per NATS server when joining, before the start-up fails."""
 CHANGE_POLL = 0.025
 """Seconds between checks of the routing table for changes to announce."""
 
@@ -113,6 +115,9 @@ class ClusterMember:
                 f"cannot join the cluster: no NATS server answered at {servers} "
                 f"({type(exc).__name__}: {exc}); check FAME_CLUSTER_URL and the credentials"
             ) from None
+        # Reconnect forever once joined; the first connection fails after a few rounds
+        # (a wrong password or no server must stop the start-up, not hang it).
+        nc.options["max_reconnect_attempts"] = -1
         self._nc = nc
         await nc.subscribe(self.subjects.inbox(self.self_id), cb=self._on_envelope)
         await nc.subscribe(self.subjects.view, cb=self._on_heartbeat)
@@ -421,7 +426,7 @@ class ClusterMember:
             "name": f"fame-sentinel-{self.self_id}",
             "connect_timeout": 2,
             "reconnect_time_wait": 0.25,
-            "max_reconnect_attempts": -1,
+            "max_reconnect_attempts": INITIAL_ATTEMPTS,
             "no_echo": True,
             "error_cb": _on_error,
             "disconnected_cb": _on_disconnected,
