@@ -292,7 +292,7 @@ def test_a_reply_to_a_full_caller_makes_it_a_slow_consumer() -> None:
             + b"[" * 300
             + b"]" * 300
             + b"}}",
-            "nested deeper than 254 levels",
+            "more than 64 levels deep, the most allowed (FAME_SENTINEL_MAX_JSON_DEPTH)",
         ),
     ],
 )
@@ -302,6 +302,39 @@ def test_values_json_cannot_carry_are_nacked_invalid_envelope(raw: bytes, proble
     apply(caller.receive(raw, h.now), h.now)
     nack = nack_of(h.taken(caller))
     assert nack["frame"]["code"] == "INVALID_ENVELOPE" and problem in nack["frame"]["reason"]
+    assert h.taken(agent) == []
+
+
+def nested(depth: int) -> bytes:
+    """A request whose envelope nests ``depth`` levels (envelope, frame, payload, lists)."""
+    lists = depth - 2
+    return (
+        b'{"id":"e","to":"echo@fame.fabric","replyTo":"__rpc__x@/sentinel01/caller",'
+        b'"corrId":"c","rtype":2,"frame":{"type":"Data","payload":'
+        + b"[" * lists
+        + b"]" * lists
+        + b"}}"
+    )
+
+
+@pytest.mark.parametrize(("limit", "depth", "forwarded"), [(10, 10, True), (10, 11, False)])
+def test_the_nesting_limit_is_a_setting_and_exact(limit: int, depth: int, forwarded: bool) -> None:
+    h = Harness(max_json_depth=limit)
+    agent, caller = pair(h)
+    apply(caller.receive(nested(depth), h.now), h.now)
+    assert len(h.taken(agent)) == (1 if forwarded else 0)
+    if not forwarded:
+        reason = nack_of(h.taken(caller))["frame"]["reason"]
+        assert f"more than {limit} levels deep" in reason
+
+
+def test_nesting_orjson_cannot_write_is_nacked_even_under_a_higher_limit() -> None:
+    h = Harness(max_json_depth=1000)
+    agent, caller = pair(h)
+    apply(caller.receive(nested(300), h.now), h.now)
+    nack = nack_of(h.taken(caller))
+    assert nack["frame"]["code"] == "INVALID_ENVELOPE"
+    assert "nested deeper than 254 levels" in nack["frame"]["reason"]
     assert h.taken(agent) == []
 
 

@@ -135,6 +135,32 @@ def parse_object(data: bytes | str) -> dict[str, Any]:
     return obj
 
 
+def nested_deeper_than(data: bytes | str, obj: object, limit: int) -> bool:
+    """Tell whether the parsed message ``obj`` nests arrays and objects more than ``limit`` deep.
+
+    ``data`` is the message ``obj`` was parsed from: when it holds no more
+    than ``limit`` brackets, nothing can nest deeper, and the walk is skipped.
+    """
+    if isinstance(data, str):
+        brackets = data.count("{") + data.count("[")
+    else:
+        brackets = data.count(b"{") + data.count(b"[")
+    if brackets <= limit:
+        return False
+    if not isinstance(obj, dict | list):
+        return False
+    stack: list[tuple[dict[str, Any] | list[Any], int]] = [(obj, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > limit:
+            return True
+        for child in value.values() if type(value) is dict else value:
+            kind = type(child)
+            if kind is dict or kind is list:
+                stack.append((child, depth + 1))  # type: ignore[arg-type]
+    return False
+
+
 def salvage_object(data: bytes | str) -> dict[str, Any] | None:
     """Read a message :func:`parse_object` refused, to answer it with a NACK.
 

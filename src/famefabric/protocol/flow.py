@@ -74,17 +74,30 @@ class FlowState:
         The count starts at 32 and a grant of 32 is due when it falls to 8:
         after the 24th, 48th, … envelope of the flow (C-29).
         """
+        if self.take_credit(flow_id) <= LOW_WATER:
+            self._credits[flow_id] = INITIAL_CREDITS
+            return True
+        return False
+
+    def take_credit(self, flow_id: str) -> int:
+        """Count one envelope received on ``flow_id``; return the credits its sender has left.
+
+        The count is what our grants left the sender: it starts at 32, loses
+        one per envelope and is reset to 32 by :meth:`grant`. It goes below
+        zero only when the sender sends without credits.
+        """
         remaining = self._credits.get(flow_id)
         if remaining is None:
             if len(self._credits) >= self._max_flows:
                 del self._credits[next(iter(self._credits))]
             remaining = INITIAL_CREDITS
         remaining -= 1
-        if remaining <= LOW_WATER:
-            self._credits[flow_id] = INITIAL_CREDITS
-            return True
         self._credits[flow_id] = remaining
-        return False
+        return remaining
+
+    def grant(self, flow_id: str) -> None:
+        """Record a ``CreditUpdate`` of 32 sent for ``flow_id``."""
+        self._credits[flow_id] = INITIAL_CREDITS
 
     def received_flows(self) -> list[str]:
         """Return the flows the peer has sent on."""

@@ -175,6 +175,11 @@ class InflightRequests:
         own = self._by_source.get(source)
         return 0 if own is None else len(own)
 
+    def count_destination(self, destination: str) -> int:
+        """Return how many requests delivered to ``destination`` await its replies."""
+        keys = self._by_destination.get(destination)
+        return 0 if keys is None else len(keys)
+
     def answers(self, envelope: Mapping[str, Any], *, source: str) -> bool:
         """Tell whether ``envelope`` from ``source`` answers a request delivered to ``source``."""
         to = envelope.get("to")

@@ -1,20 +1,22 @@
 """Every limit the sentinel enforces, in one place, with its environment variable.
 
-=====================================  =========================================  ==========
-Field                                  Environment variable                       Default
-=====================================  =========================================  ==========
-``outbound_max_bytes``                 ``FAME_SENTINEL_OUTBOUND_MAX_BYTES``       16 MiB
-``outbound_max_messages``              ``FAME_SENTINEL_OUTBOUND_MAX_MESSAGES``    8192
-``write_deadline``                     ``FAME_SENTINEL_WRITE_DEADLINE``           10 s
-``max_envelope_bytes``                 ``FAME_SENTINEL_MAX_ENVELOPE_BYTES``       256 KiB
-``max_inflight_per_node``              ``FAME_SENTINEL_MAX_INFLIGHT_PER_NODE``    10000
-``pending_max_messages``               ``FAME_SENTINEL_PENDING_MAX_MESSAGES``     256
-``pending_max_bytes``                  ``FAME_SENTINEL_PENDING_MAX_BYTES``        1 MiB
-``attach_deadline``                    ``FAME_SENTINEL_ATTACH_DEADLINE``          10 s
-``max_bindings_per_node``              ``FAME_SENTINEL_MAX_BINDINGS_PER_NODE``    1000
-``max_capabilities_per_node``          ``FAME_SENTINEL_MAX_CAPABILITIES_PER_NODE``1000
-``max_route_bytes_per_node``           ``FAME_SENTINEL_MAX_ROUTE_BYTES_PER_NODE`` 1 MiB
-=====================================  =========================================  ==========
+================================  ==============================================  ==========
+Field                             Environment variable                            Default
+================================  ==============================================  ==========
+``outbound_max_bytes``            ``FAME_SENTINEL_OUTBOUND_MAX_BYTES``            16 MiB
+``outbound_max_messages``         ``FAME_SENTINEL_OUTBOUND_MAX_MESSAGES``         8192
+``write_deadline``                ``FAME_SENTINEL_WRITE_DEADLINE``                10 s
+``max_envelope_bytes``            ``FAME_SENTINEL_MAX_ENVELOPE_BYTES``            256 KiB
+``max_inflight_per_node``         ``FAME_SENTINEL_MAX_INFLIGHT_PER_NODE``         10000
+``max_inflight_per_destination``  ``FAME_SENTINEL_MAX_INFLIGHT_PER_DESTINATION``  10000
+``max_json_depth``                ``FAME_SENTINEL_MAX_JSON_DEPTH``                64
+``pending_max_messages``          ``FAME_SENTINEL_PENDING_MAX_MESSAGES``          256
+``pending_max_bytes``             ``FAME_SENTINEL_PENDING_MAX_BYTES``             1 MiB
+``attach_deadline``               ``FAME_SENTINEL_ATTACH_DEADLINE``               10 s
+``max_bindings_per_node``         ``FAME_SENTINEL_MAX_BINDINGS_PER_NODE``         1000
+``max_capabilities_per_node``     ``FAME_SENTINEL_MAX_CAPABILITIES_PER_NODE``     1000
+``max_route_bytes_per_node``      ``FAME_SENTINEL_MAX_ROUTE_BYTES_PER_NODE``      1 MiB
+================================  ==============================================  ==========
 
 - The outbound queue of a connection holds what the sentinel has yet to write
   to it. A request to a connection whose queue is full is NACKed at once with
@@ -24,7 +26,14 @@ Field                                  Environment variable                     
   the requests it had not answered are NACKed ``CHILD_UNREACHABLE`` at once.
 - ``max_envelope_bytes``: a larger envelope is NACKed ``MESSAGE_TOO_LARGE``.
 - ``max_inflight_per_node``: requests a node may have awaiting replies at
-  once; a further request is NACKed ``TOO_MANY_REQUESTS`` at once.
+  once; a further request is NACKed ``TOO_MANY_REQUESTS`` at once. While a
+  node is at this limit the sentinel holds back its credit grants (§9); a
+  node that sends more than 64 envelopes on a flow past its last grant is
+  NACKed ``CREDITS_EXCEEDED`` and its connection closed (1008).
+- ``max_inflight_per_destination``: requests awaiting the replies of one
+  node; a further request to it is NACKed ``DESTINATION_BUSY``.
+- ``max_json_depth``: the deepest nesting of arrays and objects in an
+  envelope; a deeper one is NACKed ``INVALID_ENVELOPE`` naming the limit.
 - ``pending_*``: envelopes kept from before a connection's ``NodeAttach``;
   beyond either bound they are dropped with a warning. A connection that has
   not attached within ``attach_deadline`` is closed (1008).
@@ -55,6 +64,8 @@ class SentinelLimits:
     write_deadline: float = 10.0
     max_envelope_bytes: int = MAX_ENVELOPE_BYTES
     max_inflight_per_node: int = 10_000
+    max_inflight_per_destination: int = 10_000
+    max_json_depth: int = 64
     pending_max_messages: int = 256
     pending_max_bytes: int = 1024 * 1024
     attach_deadline: float = 10.0

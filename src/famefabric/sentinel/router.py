@@ -57,6 +57,8 @@ FORBIDDEN = "FORBIDDEN"
 """NACK code: the sender's identity may not call the address."""
 TOO_MANY_REQUESTS = "TOO_MANY_REQUESTS"
 """NACK code: the sender already has the most requests in flight it may have."""
+CREDITS_EXCEEDED = "CREDITS_EXCEEDED"
+"""NACK code: the sender sent past its credit window (§9); its connection is then closed."""
 MAX_JSON_DEPTH = 254
 """Deepest nesting of JSON arrays and objects the sentinel re-serializes (orjson's limit)."""
 SLOW_CONSUMER_CLOSE = 1008
@@ -180,6 +182,8 @@ class Router:
         request = is_request_rtype(envelope.get("rtype"))
         if inflight and not request:
             answered = inflight.settle(envelope, source=source, force=oversize)
+            if answered is not None:
+                self.settled(answered, out)
             if oversize and answered is not None:
                 # The reply cannot be forwarded (§2.4): fail the call now
                 # instead of leaving the caller to its timeout (C-30).
@@ -226,6 +230,16 @@ class Router:
         if destination is None or not destination.reachable:
             self.nack(envelope, CHILD_UNREACHABLE, f"Unroutable to {envelope.get('to')}", out, now)
             return out
+        if request:
+            limit = self.limits.max_inflight_per_destination
+            if inflight.count_destination(destination.node_id) >= limit:
+                reason = (
+                    f"node {destination.node_id} has {limit} requests awaiting replies, the most "
+                    "allowed (FAME_SENTINEL_MAX_INFLIGHT_PER_DESTINATION); try again later"
+                )
+                session.warn("refused a request: %s", reason)
+                self.nack(envelope, DESTINATION_BUSY, reason, out, now)
+                return out
         data = self.serialize(session, envelope, destination, out, now)
         if data is None:
             return out
@@ -255,6 +269,19 @@ class Router:
             self.trace(envelope, source, destination)
         out.append(Send(destination, data))
         return out
+
+    def may_grant(self, session: ChildSession) -> bool:
+        """Tell whether ``session``'s node may get fresh credits: it is under its in-flight limit."""
+        inflight = self.inflight
+        return not inflight or (
+            inflight.count_source(session.node_id) < self.limits.max_inflight_per_node
+        )
+
+    def settled(self, entry: InflightRequest, out: list[Action]) -> None:
+        """A request of ``entry.source`` is answered: send the grants held back from it."""
+        source = self.live.get(entry.source)
+        if source is not None and source.held_credits:
+            source.release_credits(out)
 
     def serialize(
         self,
@@ -417,6 +444,7 @@ class Router:
             self.nack_request(
                 entry, CHILD_UNREACHABLE, f"Unroutable to {entry.to}: {why}", out, now
             )
+            self.settled(entry, out)
 
     def detach(self, session: ChildSession, now: float) -> list[Action]:
         """Forget a closed session; for a node's live one, its routes too (§7.3)."""

@@ -43,21 +43,47 @@ from famefabric.clock import timestamp
 from famefabric.errors import ProtocolError
 from famefabric.protocol import envelopes
 from famefabric.protocol.address import parse_address
-from famefabric.protocol.codec import frame_from_dict, parse_object, salvage_object
+from famefabric.protocol.codec import (
+    frame_from_dict,
+    nested_deeper_than,
+    parse_object,
+    salvage_object,
+)
 from famefabric.protocol.envelopes import CANCELLED, is_request_rtype
-from famefabric.protocol.flow import FlowState
-from famefabric.protocol.frames import FRAME_TYPES, IGNORED_FRAME_TYPES, NodeAttachAck
+from famefabric.protocol.flow import LOW_WATER, FlowState
+from famefabric.protocol.frames import (
+    FRAME_TYPES,
+    IGNORED_FRAME_TYPES,
+    INITIAL_CREDITS,
+    NodeAttachAck,
+)
 from famefabric.protocol.ids import new_id
 from famefabric.routing.permissions import Identity
 from famefabric.sentinel import authorization
 from famefabric.sentinel.control import answer_control
 from famefabric.sentinel.outbound import OutboundQueue
-from famefabric.sentinel.router import FORBIDDEN, INVALID_ENVELOPE, Action, Close, Router, Send
+from famefabric.sentinel.router import (
+    CREDITS_EXCEEDED,
+    FORBIDDEN,
+    INVALID_ENVELOPE,
+    Action,
+    Close,
+    Router,
+    Send,
+)
 
 log = logging.getLogger("famefabric.sentinel")
 
 WARNINGS_PER_CONNECTION = 5
 """Dropped-frame warnings logged at WARNING per connection; the rest go to DEBUG."""
+
+CREDIT_SLACK = INITIAL_CREDITS
+"""Envelopes past a flow's window tolerated before the sender counts as a violator.
+
+A sender learns of a grant one trip after we send it, and the reference clamps
+its balance to 32, so an honest sender may have up to 32 envelopes on the way
+when a grant leaves plus the 32 that grant allows: 64 since our last grant.
+"""
 
 _ROUTED = frozenset({"Data", "DeliveryAck"})
 _NO_ACTIONS: list[Action] = []
@@ -142,6 +168,8 @@ class ChildSession:
         self.route_bytes = 0
         """Characters of the addresses and capabilities this node added to the table."""
         self.close_request: tuple[int, str] | None = None
+        self.held_credits: set[str] = set()
+        """Flows whose credit grant is held back while the node is at its in-flight limit."""
         self.expires_at: float | None = None
         """When the identity's token expires, on ``now``'s clock."""
         if identity is not None and identity.expires_at is not None:
@@ -243,7 +271,22 @@ class ChildSession:
             envelope = parse_object(message)
         except ProtocolError as exc:
             return self._unparsable(message, exc, now)
+        depth = self.router.limits.max_json_depth
+        if nested_deeper_than(message, envelope, depth):
+            return self._too_deep(envelope, depth, now)
         return self.feed(envelope, len(message), now)
+
+    def _too_deep(self, envelope: dict[str, Any], depth: int, now: float) -> list[Action]:
+        """Refuse an envelope nested deeper than the limit, with a NACK that names it."""
+        out: list[Action] = []
+        reason = (
+            f"envelope refused: it nests arrays and objects more than {depth} levels deep, "
+            "the most allowed (FAME_SENTINEL_MAX_JSON_DEPTH)"
+        )
+        if self.reachable:
+            self.router.nack(envelope, INVALID_ENVELOPE, reason, out, now)
+        self.warn("dropped a message nested more than %d levels deep", depth)
+        return out
 
     def _unparsable(self, message: bytes | str, exc: ProtocolError, now: float) -> list[Action]:
         """A message our parser refused: NACK it when its routing fields can still be read."""
@@ -266,8 +309,16 @@ class ChildSession:
             return _NO_ACTIONS  # hop-local; we never block on credits (§9)
         out: list[Action] = []
         flow_id = envelope.get("flowId")
-        if type(flow_id) is str and self.flows.count_received(flow_id):
-            out.append(self.own(envelopes.credit_update(flow_id, ts=timestamp())))
+        if type(flow_id) is str:
+            left = self.flows.take_credit(flow_id)
+            if left <= LOW_WATER:
+                if left < -CREDIT_SLACK:
+                    return self._over_credits(envelope, flow_id, out, now)
+                if self.router.may_grant(self):
+                    self.flows.grant(flow_id)
+                    out.append(self.own(envelopes.credit_update(flow_id, ts=timestamp())))
+                else:
+                    self.held_credits.add(flow_id)
         for key in ("to", "replyTo"):
             value = envelope.get(key)
             if value is not None and not self._valid_address(value, key, frame_type):
@@ -279,6 +330,34 @@ class ChildSession:
                 self.warn("dropped a %s envelope: too many before the attach", frame_type)
             return out
         self._dispatch(envelope, frame, frame_type, size, out, now)
+        return out
+
+    def release_credits(self, out: list[Action]) -> None:
+        """Send the credit grants held back while the node had too many requests in flight."""
+        held = self.held_credits
+        if not held or not self.reachable or not self.router.may_grant(self):
+            return
+        for flow_id in held:
+            self.flows.grant(flow_id)
+            out.append(self.own(envelopes.credit_update(flow_id, ts=timestamp())))
+        held.clear()
+
+    def _over_credits(
+        self, envelope: dict[str, Any], flow_id: str, out: list[Action], now: float
+    ) -> list[Action]:
+        """The node sent past its credit window: tell it, then close the connection (§9)."""
+        if not self.reachable:
+            return out
+        window = INITIAL_CREDITS + CREDIT_SLACK
+        reason = (
+            f"node {self.node_id} sent more than {window} envelopes on flow {flow_id[:64]} "
+            f"since its last CreditUpdate; a sender must wait for credits (PROTOCOL.md §9)"
+        )
+        log.warning("node %s: closing the connection, %s", self.node_id, reason)
+        self.router.nack(envelope, CREDITS_EXCEEDED, reason, out, now)
+        close_reason = f"sent past its credit window of {INITIAL_CREDITS} on a flow"
+        self.closing(1008, close_reason)
+        out.append(Close(self, 1008, close_reason))
         return out
 
     def _dispatch(
