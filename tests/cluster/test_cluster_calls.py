@@ -23,7 +23,7 @@ from support.agents import our_echo_agent, start_agents
 from support.pool import ProcessPool
 from support.procs import ManagedProcess
 
-from famefabric import ConnectionClosed, FameFabric, NoRoute, RemoteError
+from famefabric import ConnectionClosed, FameFabric, NoRoute, OperationTimeout, RemoteError
 from famefabric.agent import RemoteAgent
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60), pytest.mark.asyncio(loop_scope="module")]
@@ -140,6 +140,29 @@ async def test_cancel_crosses_the_cluster_to_the_agent(pair: TwoSentinels) -> No
             what="the cancel notice reached the agent",
         )
         assert await echo.echo("still fine") == "still fine"
+
+
+async def test_deadline_cancels_the_remote_handler_and_big_replies_fail_fast(
+    pair: TwoSentinels,
+) -> None:
+    """A call past its deadline is cancelled on the agent across the cluster; a reply over
+    the envelope limit comes back as the agent's error, not as a hang."""
+    async with attached(pair.b) as fabric:
+        echo = RemoteAgent(ECHO, fabric=fabric)
+        cancelled = pair.agent.count(r"^CANCELLED 7", stream="stdout")
+        started = time.monotonic()
+        with pytest.raises(OperationTimeout):
+            await echo.sleep(seconds=7.0, _timeout=0.5)
+        assert time.monotonic() - started < 0.5 + PROMPT
+        await pair.agent.wait_until(
+            lambda: pair.agent.count(r"^CANCELLED 7", stream="stdout") > cancelled,
+            within=PROMPT,
+            what="the handler past its deadline was cancelled",
+        )
+        with pytest.raises(RemoteError, match="too large to send"):
+            await echo.big(400_000)
+        # Per-source order across the cluster: a long stream arrives complete and in order.
+        assert [item async for item in echo.count(300)] == [{"i": i} for i in range(300)]
 
 
 REPLICA = "replica@fame.fabric"
