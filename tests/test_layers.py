@@ -38,9 +38,9 @@ RANKS = {
     "chat": 7,
     "testing": 8,
     "gateway": 8,
-    "cli": 8,
-    "__init__": 9,
-    "__main__": 9,
+    "cli": 9,
+    "__init__": 10,
+    "__main__": 10,
 }
 PURE = {"protocol", "routing"}
 IMPURE_MODULES = {"asyncio", "websockets", "logging", "os", "time", "socket", "threading"}
@@ -53,6 +53,8 @@ LAZY_IMPORTS = {
     ("cli.py", "famefabric.security"): "the CLI imports each command's parts only when it runs",
     ("cli.py", "famefabric.chat.service"): "the chat agent and its LLM client load on demand",
     ("cli.py", "famefabric.chat.settings"): "the chat agent and its LLM client load on demand",
+    ("cli.py", "famefabric.gateway.server"): "the gateway and its HTTP stack load on demand",
+    ("cli.py", "famefabric.gateway.settings"): "the gateway and its HTTP stack load on demand",
     ("cli.py", "famefabric.chat.client"): "the chat client loads on demand",
     ("cli.py", "famefabric.chat.agent"): "conversation commands load the chat app on demand",
     ("cli.py", "famefabric.chat.store"): "conversation commands load the stores on demand",

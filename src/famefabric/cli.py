@@ -111,6 +111,24 @@ def _parser() -> argparse.ArgumentParser:
         "--show-envelopes", action="store_true", default=None, help="print every envelope"
     )
 
+    gateway = commands.add_parser(
+        "gateway", help="serve the OpenAI-compatible HTTP API and the web chat page"
+    )
+    gateway.add_argument(
+        "--port", type=int, default=None, help="port (default FAME_GATEWAY_PORT or 8080)"
+    )
+    gateway.add_argument(
+        "--host",
+        default=None,
+        help="interface (default FAME_GATEWAY_HOST; 127.0.0.1 unless auth is on)",
+    )
+    gateway.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow a non-loopback interface without auth (anyone who reaches it uses the fabric)",
+    )
+    gateway.add_argument("--log-level", default=None, help="debug, info, warning or error")
+
     chat = commands.add_parser("chat", help="chat with the chat agent (interactive)")
     chat.add_argument("--address", default="chat@fame.fabric", help="the chat agent's address")
     chat.add_argument("--system-prompt", default=None, help="system prompt of a new conversation")
@@ -165,6 +183,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _chat(args)
         if args.command == "token":
             return _token(args)
+        if args.command == "gateway":
+            return _gateway(args)
         return _conversations(args)
     except ConfigurationError as exc:
         print(f"fame: configuration error: {exc}", file=sys.stderr)
@@ -183,6 +203,29 @@ def _fabric_settings(args: argparse.Namespace) -> object:
     if getattr(args, "show_envelopes", None):
         changes["show_envelopes"] = True
     return replace(settings, **changes) if changes else settings  # type: ignore[arg-type]
+
+
+def _gateway(args: argparse.Namespace) -> int:
+    from famefabric.gateway.server import run_gateway
+    from famefabric.gateway.settings import GatewaySettings
+    from famefabric.settings import FabricSettings
+
+    fabric = _fabric_settings(args)
+    assert isinstance(fabric, FabricSettings)
+    settings = GatewaySettings.from_env()
+    if args.port is not None:
+        settings = replace(settings, port=args.port)
+    if args.host:
+        settings = replace(settings, host=args.host)
+    _configure_logging(fabric.log_level)
+    try:
+        run_gateway(settings, fabric, insecure=args.insecure)
+    except OSError as exc:
+        logging.getLogger("famefabric.cli").error(
+            "cannot listen on %s:%d: %s", settings.host, settings.port, exc.strerror or exc
+        )
+        return 2
+    return 0
 
 
 def _sentinel(args: argparse.Namespace) -> int:

@@ -21,8 +21,8 @@ from contextlib import aclosing, asynccontextmanager
 from typing import Any
 
 from famefabric.agent import a2a
-from famefabric.agent.base import BaseAgent
 from famefabric.agent.operations import operation
+from famefabric.chat.completion import StatelessCompletion
 from famefabric.chat.conversation import (
     DEFAULT_MAX_HISTORY_LENGTH,
     DEFAULT_SYSTEM_PROMPT,
@@ -79,8 +79,11 @@ class _FifoLocks:
         return len(self._locks)
 
 
-class ChatAgent(BaseAgent):
+class ChatAgent(StatelessCompletion):
     """The chat agent served at ``chat@fame.fabric``.
+
+    Besides conversations it answers stateless completions
+    (:class:`~famefabric.chat.completion.StatelessCompletion`).
 
     Args:
         model: the LLM behind the agent.

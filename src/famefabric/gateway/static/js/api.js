@@ -66,16 +66,8 @@ export class Gateway {
 
   /** GET /v1/conversations: this user's conversations, newest first. */
   async conversations({ limit = 100 } = {}) {
-    const body = await this.call("GET", `/v1/conversations?limit=${limit}&order=desc`);
+    const body = await this.call("GET", `/v1/conversations?limit=${limit}`);
     return body?.data ?? [];
-  }
-
-  /** POST /v1/conversations. */
-  createConversation({ metadata, items } = {}) {
-    const body = {};
-    if (metadata) body.metadata = metadata;
-    if (items && items.length) body.items = items;
-    return this.call("POST", "/v1/conversations", body);
   }
 
   conversation(id) {

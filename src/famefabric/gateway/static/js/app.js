@@ -82,9 +82,52 @@ function describe(exc) {
   return exc instanceof ApiError ? exc.message : String(exc?.message || exc);
 }
 
+/** The gateway's rule for a title: the first user message, spaces collapsed, cut at 60. */
 function titleFrom(text) {
-  const line = text.trim().split(/\r?\n/, 1)[0];
+  const line = text.split(/\s+/).filter(Boolean).join(" ");
   return line.length > TITLE_CHARS ? `${line.slice(0, TITLE_CHARS - 1)}…` : line;
+}
+
+/** The title a conversation object carries (the gateway's list adds `title`). */
+function titleOf(conversation) {
+  return conversation?.title || conversation?.metadata?.title || "";
+}
+
+// The chat agent stores no metadata, so the agent address each conversation talks
+// to is remembered in this browser (all its tabs), by conversation id.
+const AGENTS_KEY = "fame.agents";
+const MAX_REMEMBERED = 200;
+
+function rememberedAgent(id) {
+  try {
+    return JSON.parse(localStorage.getItem(AGENTS_KEY) || "{}")[id] || null;
+  } catch {
+    return null;
+  }
+}
+
+function rememberAgent(id, model) {
+  let agents;
+  try {
+    agents = JSON.parse(localStorage.getItem(AGENTS_KEY) || "{}");
+  } catch {
+    agents = {};
+  }
+  delete agents[id];
+  agents[id] = model;
+  const ids = Object.keys(agents);
+  for (const old of ids.slice(0, Math.max(0, ids.length - MAX_REMEMBERED))) delete agents[old];
+  localStorage.setItem(AGENTS_KEY, JSON.stringify(agents));
+}
+
+function forgetAgent(id) {
+  try {
+    const agents = JSON.parse(localStorage.getItem(AGENTS_KEY) || "{}");
+    delete agents[id];
+    localStorage.setItem(AGENTS_KEY, JSON.stringify(agents));
+  } catch {
+    localStorage.removeItem(AGENTS_KEY);
+  }
 }
 
 function itemText(item) {
@@ -176,19 +219,19 @@ async function refreshList() {
     addError(describe(exc));
     return;
   }
-  conversations = [...conversations].sort((a, b) => (b.created_at ?? 0) - (a.created_at ?? 0));
+  // The gateway lists the most recently active first.
   ui.list.replaceChildren(...conversations.map(listEntry));
   ui.listEmpty.hidden = conversations.length > 0;
   markCurrent();
   for (const conversation of conversations) {
-    if (!conversation.metadata?.title) fillTitle(conversation.id);
+    if (!titleOf(conversation)) fillTitle(conversation.id);
   }
 }
 
 function listEntry(conversation) {
   const item = el("li");
   item.dataset.id = conversation.id;
-  const title = conversation.metadata?.title || state.titles.get(conversation.id) || UNTITLED;
+  const title = titleOf(conversation) || state.titles.get(conversation.id) || UNTITLED;
   state.titles.set(conversation.id, title);
   const link = el("a", "", title);
   link.href = `?conversation=${encodeURIComponent(conversation.id)}`;
@@ -237,6 +280,7 @@ async function deleteConversation(id) {
     addError(describe(exc));
     return;
   }
+  forgetAgent(id);
   if (state.conversationId === id) newChat();
   await refreshList();
 }
@@ -275,7 +319,7 @@ async function openConversation(id, { push = true } = {}) {
     return;
   }
   if (opening !== state.opening) return;
-  const model = conversation?.metadata?.model;
+  const model = rememberedAgent(id);
   if (model) ui.model.value = model;
   for (const item of items) {
     if (item.type && item.type !== "message") continue;
@@ -284,7 +328,7 @@ async function openConversation(id, { push = true } = {}) {
     }
   }
   const first = items.find((item) => item.role === "user");
-  const title = conversation?.metadata?.title || (first ? titleFrom(itemText(first)) : UNTITLED);
+  const title = titleOf(conversation) || (first ? titleFrom(itemText(first)) : UNTITLED);
   state.titles.set(id, title);
   ui.title.textContent = title;
   ui.input.focus();
@@ -358,13 +402,11 @@ async function startConversation(text, model, signal) {
   const prompt = ui.systemPrompt.value.trim();
   const title = titleFrom(text);
   const items = prompt ? [{ type: "message", role: "system", content: prompt }] : [];
-  const conversation = await gateway.call(
-    "POST",
-    "/v1/conversations",
-    { metadata: { title, model }, ...(items.length ? { items } : {}) },
-    { signal },
-  );
+  const conversation = await gateway.call("POST", "/v1/conversations", items.length ? { items } : {}, {
+    signal,
+  });
   state.conversationId = conversation.id;
+  rememberAgent(conversation.id, model);
   state.titles.set(conversation.id, title);
   setUrlConversation(conversation.id);
   ui.title.textContent = title;

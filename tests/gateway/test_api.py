@@ -1,0 +1,335 @@
+"""The gateway through the official ``openai`` SDK: real sentinel, chat agent, gateway and stub LLM.
+
+One stack per module (open mode, loopback): ``fame sentinel``, ``fame agent
+chat`` (in-memory store, the LLM is an :class:`OpenAIStubServer` in this
+process) and ``fame gateway``. Tests that need other limits start a second
+gateway on the same sentinel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import openai
+import pytest
+import pytest_asyncio
+from support.agents import our_chat_agent, start_agents
+from support.pool import ProcessPool
+from support.sentinels import OurSentinel
+from support.web_stack import start_gateway
+
+from famefabric.testing import Fail, OpenAIStubServer, Reply
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90), pytest.mark.asyncio(loop_scope="module")]
+
+CHAT = "chat@fame.fabric"
+WAIT = 10.0
+
+
+async def get_json(url: str) -> dict[str, Any]:
+    def fetch() -> dict[str, Any]:
+        with urllib.request.urlopen(url, timeout=WAIT) as response:
+            body: dict[str, Any] = json.loads(response.read())
+            return body
+
+    return await asyncio.to_thread(fetch)
+
+
+@dataclass
+class Stack:
+    sentinel: OurSentinel
+    llm: OpenAIStubServer
+    url: str
+
+    def client(self, **kwargs: object) -> openai.AsyncOpenAI:
+        return openai.AsyncOpenAI(
+            base_url=f"{self.url}/v1", api_key="unused", max_retries=0, timeout=WAIT, **kwargs
+        )
+
+
+@pytest.fixture(scope="module")
+def llm() -> Iterator[OpenAIStubServer]:
+    with OpenAIStubServer() as server:
+        yield server
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def stack(module_processes: ProcessPool, llm: OpenAIStubServer) -> Stack:
+    sentinel = await module_processes.our_sentinel(node_id="gatewayApi01")
+    await start_agents(module_processes, sentinel, [our_chat_agent(CHAT, llm.url)])
+    _, url = await start_gateway(module_processes, sentinel)
+    return Stack(sentinel, llm, url)
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def client(stack: Stack) -> AsyncIterator[openai.AsyncOpenAI]:
+    stack.llm.reset()
+    stack.llm.token_delay = 0.0
+    async with stack.client() as client:
+        yield client
+
+
+async def test_conversation_create_retrieve_items_delete(
+    stack: Stack, client: openai.AsyncOpenAI
+) -> None:
+    conversation = await client.conversations.create(
+        items=[{"type": "message", "role": "system", "content": "You are terse."}]
+    )
+    assert conversation.id.startswith("conv_")
+    assert conversation.created_at > 1_700_000_000
+    got = await client.conversations.retrieve(conversation.id)
+    assert got.id == conversation.id
+    await client.responses.create(input="first", conversation=conversation.id)
+    await client.responses.create(input="second", conversation=conversation.id)
+    # The system prompt reached the LLM with the turn.
+    assert stack.llm.requests[-1].messages[0] == {"role": "system", "content": "You are terse."}
+
+    items = await client.conversations.items.list(conversation.id)
+    texts = [(item.role, item.content[0].text) for item in items.data]  # type: ignore[union-attr]
+    assert texts == [
+        ("user", "first"),
+        ("assistant", "echo(2): first"),
+        ("user", "second"),
+        ("assistant", "echo(4): second"),
+    ]
+    page = await client.conversations.items.list(conversation.id, limit=3)
+    assert len(page.data) == 3 and page.has_more
+    rest = await client.conversations.items.list(conversation.id, limit=3, after=page.data[-1].id)
+    assert [item.content[0].text for item in rest.data] == ["echo(4): second"]  # type: ignore[union-attr]
+    newest = await client.conversations.items.list(conversation.id, limit=1, order="desc")
+    assert newest.data[0].content[0].text == "echo(4): second"  # type: ignore[union-attr]
+
+    deleted = await client.conversations.delete(conversation.id)
+    assert deleted.deleted and deleted.id == conversation.id
+    with pytest.raises(openai.NotFoundError) as info:
+        await client.conversations.retrieve(conversation.id)
+    assert info.value.code == "conversation_not_found"
+
+
+async def test_responses_create_continues_the_conversation(
+    stack: Stack, client: openai.AsyncOpenAI
+) -> None:
+    conversation = await client.conversations.create()
+    first = await client.responses.create(
+        model=CHAT, input="hello there", conversation=conversation.id
+    )
+    assert first.output_text == "echo(2): hello there"
+    assert first.status == "completed"
+    second = await client.responses.create(
+        input=[{"role": "user", "content": "and again"}], conversation={"id": conversation.id}
+    )
+    assert second.output_text == "echo(4): and again"
+    sent = stack.llm.requests[-1].messages
+    assert sent[1:] == [
+        {"role": "user", "content": "hello there"},
+        {"role": "assistant", "content": "echo(2): hello there"},
+        {"role": "user", "content": "and again"},
+    ]
+
+
+async def test_responses_stream_with_a_conversation(
+    stack: Stack, client: openai.AsyncOpenAI
+) -> None:
+    conversation = await client.conversations.create()
+    await client.responses.create(input="one", conversation=conversation.id)
+    stack.llm.enqueue(Reply("streamed reply in several pieces"))
+    deltas: list[str] = []
+    async with client.responses.stream(
+        model=CHAT, input="two", conversation=conversation.id
+    ) as stream:
+        async for event in stream:
+            if event.type == "response.output_text.delta":
+                deltas.append(event.delta)
+        final = await stream.get_final_response()
+    assert len(deltas) > 1
+    assert "".join(deltas) == "streamed reply in several pieces"
+    assert final.output_text == "streamed reply in several pieces"
+    assert stack.llm.requests[-1].messages[1:3] == [
+        {"role": "user", "content": "one"},
+        {"role": "assistant", "content": "echo(2): one"},
+    ]
+    items = await client.conversations.items.list(conversation.id)
+    assert items.data[-1].content[0].text == "streamed reply in several pieces"  # type: ignore[union-attr]
+
+
+async def test_closing_a_stream_cancels_the_turn_upstream(
+    stack: Stack, client: openai.AsyncOpenAI
+) -> None:
+    conversation = await client.conversations.create()
+    stack.llm.token_delay = 0.05
+    stack.llm.enqueue(Reply(" ".join(f"word{i}" for i in range(400))))
+    seen = 0
+    async with client.responses.stream(
+        model=CHAT, input="talk", conversation=conversation.id
+    ) as stream:
+        async for event in stream:
+            if event.type == "response.output_text.delta":
+                seen += 1
+                if seen == 3:
+                    break
+    record = await asyncio.to_thread(stack.llm.wait_for_stream_closed, 0, WAIT)
+    assert record.closed_early and not record.finished
+    assert record.tokens_sent < 100
+    # The abandoned turn left the history unchanged, and the conversation is free again.
+    items = await client.conversations.items.list(conversation.id)
+    assert items.data == []
+    stack.llm.token_delay = 0.0
+    again = await client.responses.create(input="still there?", conversation=conversation.id)
+    assert again.output_text == "echo(2): still there?"
+
+
+async def test_an_idempotency_key_answers_a_retried_post_once(
+    stack: Stack, client: openai.AsyncOpenAI
+) -> None:
+    conversation = await client.conversations.create()
+    headers = {"Idempotency-Key": "retry-me-0001"}
+    first = await client.responses.create(
+        input="only once", conversation=conversation.id, extra_headers=headers
+    )
+    asked = len(stack.llm.requests)
+    retried = await client.responses.create(
+        input="only once", conversation=conversation.id, extra_headers=headers
+    )
+    assert retried.id == first.id
+    assert retried.output_text == first.output_text == "echo(2): only once"
+    assert len(stack.llm.requests) == asked
+    items = await client.conversations.items.list(conversation.id)
+    assert len(items.data) == 2
+
+
+async def test_chat_completions_stateless_stream_and_not(
+    stack: Stack, client: openai.AsyncOpenAI
+) -> None:
+    messages: list[dict[str, str]] = [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "hello"},
+        {"role": "user", "content": "what now"},
+    ]
+    completion = await client.chat.completions.create(model=CHAT, messages=messages)  # type: ignore[arg-type]
+    assert completion.choices[0].message.content == "echo(4): what now"
+    assert stack.llm.requests[-1].messages == messages
+    stack.llm.enqueue(Reply("a streamed completion"))
+    stream = await client.chat.completions.create(model="chat", messages=messages, stream=True)  # type: ignore[arg-type]
+    pieces = [chunk.choices[0].delta.content or "" async for chunk in stream]
+    assert len([p for p in pieces if p]) > 1
+    assert "".join(pieces) == "a streamed completion"
+    models = await client.models.list()
+    assert CHAT in [model.id for model in models.data]
+
+
+async def test_responses_without_a_conversation_are_stateless(
+    stack: Stack, client: openai.AsyncOpenAI
+) -> None:
+    response = await client.responses.create(instructions="be kind", input="hey")
+    assert response.output_text == "echo(2): hey"
+    assert stack.llm.requests[-1].messages == [
+        {"role": "system", "content": "be kind"},
+        {"role": "user", "content": "hey"},
+    ]
+
+
+async def test_the_conversation_list_shows_titles_newest_first(
+    stack: Stack, client: openai.AsyncOpenAI
+) -> None:
+    older = await client.conversations.create()
+    await client.responses.create(input="the older one", conversation=older.id)
+    newer = await client.conversations.create()
+    await client.responses.create(input="the newer one", conversation=newer.id)
+    data = (await get_json(f"{stack.url}/v1/conversations"))["data"]
+    ids = [entry["id"] for entry in data]
+    assert ids.index(newer.id) < ids.index(older.id)
+    titles = {entry["id"]: entry["title"] for entry in data}
+    assert titles[newer.id] == "the newer one"
+
+
+# -- errors ------------------------------------------------------------------------------
+
+
+async def test_unknown_conversation_and_model_are_404(client: openai.AsyncOpenAI) -> None:
+    with pytest.raises(openai.NotFoundError) as info:
+        await client.responses.create(input="x", conversation="conv_doesnotexist")
+    assert info.value.code == "conversation_not_found"
+    with pytest.raises(openai.NotFoundError) as info:
+        await client.responses.create(model="gpt-4o", input="x")
+    assert info.value.code == "model_not_found"
+    assert "GET /v1/models" in info.value.message
+
+
+async def test_no_agent_at_the_address_is_503(client: openai.AsyncOpenAI) -> None:
+    with pytest.raises(openai.InternalServerError) as info:
+        await client.responses.create(model="nobody@fame.fabric", input="x")
+    assert info.value.status_code == 503
+    assert info.value.code == "agent_unavailable"
+
+
+async def test_a_failing_llm_is_502_with_our_code(stack: Stack, client: openai.AsyncOpenAI) -> None:
+    stack.llm.enqueue(Fail(401))
+    with pytest.raises(openai.APIStatusError) as info:
+        await client.responses.create(input="x")
+    assert info.value.status_code == 502
+    assert info.value.code == "llm_auth"
+    stack.llm.enqueue(Fail(401))
+    conversation = await client.conversations.create()
+    with pytest.raises(openai.APIStatusError) as info:
+        async with client.responses.stream(
+            model=CHAT, input="x", conversation=conversation.id
+        ) as stream:
+            async for _ in stream:
+                pass
+    assert info.value.status_code == 502
+
+
+async def test_a_busy_conversation_is_409(stack: Stack, client: openai.AsyncOpenAI) -> None:
+    conversation = await client.conversations.create()
+    stack.llm.token_delay = 0.05
+    stack.llm.enqueue(Reply(" ".join(["slow"] * 200)))
+    async with client.responses.stream(
+        model=CHAT, input="long one", conversation=conversation.id
+    ) as stream:
+        async for event in stream:
+            if event.type == "response.output_text.delta":
+                break
+        with pytest.raises(openai.ConflictError) as info:
+            await client.responses.create(input="meanwhile", conversation=conversation.id)
+        assert info.value.code == "conversation_busy"
+
+
+async def test_bad_requests_are_400_and_413(stack: Stack, client: openai.AsyncOpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        await client.responses.create(input=[{"role": "bogus", "content": "x"}])  # type: ignore[list-item]
+    assert "input" in info.value.message
+    body = json.dumps({"input": "x" * (2 << 20)}).encode()
+    request = urllib.request.Request(
+        f"{stack.url}/v1/responses", data=body, headers={"Content-Type": "application/json"}
+    )
+    with pytest.raises(urllib.error.HTTPError) as http_info:
+        await asyncio.to_thread(urllib.request.urlopen, request, timeout=WAIT)
+    assert http_info.value.code == 413
+    assert json.loads(http_info.value.read())["error"]["code"] == "body_too_large"
+
+
+async def test_too_many_streams_is_429(stack: Stack, module_processes: ProcessPool) -> None:
+    _, url = await start_gateway(
+        module_processes, stack.sentinel, {"FAME_GATEWAY_MAX_STREAMS_PER_USER": "1"}
+    )
+    stack.llm.reset()
+    stack.llm.enqueue(Reply(" ".join(["slow"] * 200)))
+    stack.llm.token_delay = 0.05
+    async with openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0) as client:
+        async with client.responses.stream(model=CHAT, input="hold this stream") as stream:
+            async for event in stream:
+                if event.type == "response.output_text.delta":
+                    break
+            with pytest.raises(openai.RateLimitError) as info:
+                async with client.responses.stream(model=CHAT, input="a second one") as second:
+                    async for _ in second:
+                        pass
+            assert info.value.code == "too_many_streams"
+    stack.llm.token_delay = 0.0
