@@ -15,11 +15,13 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
 from cluster_harness import ClusterSentinel, NatsServer, cluster_sentinel
 from support.agents import our_echo_agent, start_agents
+from support.clients import ClientJob, run_client
 from support.pool import ProcessPool
 from support.procs import ManagedProcess
 
@@ -199,3 +201,25 @@ async def test_replicas_on_two_sentinels_keep_each_conversation_on_one_replica(
     assert len(used) == 2, f"every conversation went to {used}"
     on_a.terminate()
     on_b.terminate()
+
+
+@pytest.mark.interop
+async def test_a_naylence_client_on_b_calls_our_agent_on_a(
+    interop_venv: Path, module_processes: ProcessPool, pair: TwoSentinels
+) -> None:
+    """The reference client, attached to sentinel B, gets our agent's answers from sentinel A."""
+    ops = await run_client(module_processes, ClientJob("naylence", "ops", pair.b, ECHO, 10.0))
+    expected = {"echo": "hello", "echo_positional": "positional", "add": 7, "nothing": None}
+    for name, value in expected.items():
+        record = ops.step(name)
+        assert record["ok"] and record["value"] == value, ops.report
+    streams = await run_client(
+        module_processes, ClientJob("naylence", "stream", pair.b, ECHO, 10.0)
+    )
+    assert streams.step("count")["items"] == [{"i": 0}, {"i": 1}, {"i": 2}]
+    assert streams.step("count_zero")["items"] == []
+    unknown = await run_client(
+        module_processes, ClientJob("naylence", "unknown", pair.b, NOBODY, 10.0)
+    )
+    record = unknown.step("invoke_unbound_logical")
+    assert not record["ok"] and NOBODY in str(record) and record["secs"] < PROMPT

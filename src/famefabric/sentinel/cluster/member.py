@@ -328,7 +328,8 @@ class ClusterMember:
     async def _beat(self) -> None:
         interval = self.settings.heartbeat_interval
         announced = self.router.table.version
-        next_beat = self._now() + interval
+        last = self._now()
+        next_beat = last + interval
         while not self._stopped.is_set():
             try:
                 async with asyncio.timeout(CHANGE_POLL):
@@ -336,11 +337,17 @@ class ClusterMember:
             except TimeoutError:
                 pass
             now = self._now()
+            stalled = now - last > interval
+            last = now
             version = self.router.table.version
             if version != announced or now >= next_beat:
                 announced = version
                 next_beat = now + interval
                 await self._heartbeat()
+            if stalled:
+                # This loop was held up longer than a heartbeat interval: the peers'
+                # heartbeats may be waiting unread, so judge their silence next time.
+                continue
             for sentinel in self.view.expired(now):
                 timeout = self.settings.peer_timeout
                 self._drop_peer(sentinel, f"sentinel {sentinel} silent for {timeout:g} s", now)
