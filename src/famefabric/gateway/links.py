@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from famefabric.errors import AttachRefused, ConnectionClosed
 from famefabric.gateway.errors import GatewayError, from_attach_refused
 from famefabric.node import Node
+from famefabric.node.state import LinkState
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ LinkOpener = Callable[[str | None], AbstractAsyncContextManager[Node]]
 """Opens a node attached with the given token (None: no token)."""
 
 SWEEP_EVERY = 5.0
+_DEAD = (LinkState.GAVE_UP, LinkState.CLOSED)
 
 
 def token_key(token: str | None) -> str:
@@ -106,6 +108,10 @@ class LinkPool:
         """
         key = token_key(token)
         entry = self._links.get(key)
+        if entry is not None and entry.node is not None and entry.node.state in _DEAD:
+            # The sentinel ended it for good (e.g. the token expired): attach anew.
+            self._close(key, entry)
+            entry = None
         if entry is None:
             entry = self._add(key)
             asyncio.create_task(self._attach(key, entry, token)).add_done_callback(_ignore)
