@@ -62,6 +62,20 @@ def _parser() -> argparse.ArgumentParser:
         help="print every envelope (FAME_SHOW_ENVELOPES)",
     )
     sentinel.add_argument(
+        "--max-connections",
+        type=int,
+        default=None,
+        help="attaches open at once; more are refused with HTTP 503 "
+        "(default FAME_SENTINEL_MAX_CONNECTIONS or 10000)",
+    )
+    sentinel.add_argument(
+        "--backlog",
+        type=int,
+        default=None,
+        help="connections queued before they are accepted "
+        "(default FAME_SENTINEL_BACKLOG or the system maximum)",
+    )
+    sentinel.add_argument(
         "--cluster",
         default=None,
         metavar="NATS_URLS",
@@ -240,6 +254,8 @@ def _sentinel(args: argparse.Namespace) -> int:
         port=settings.listener_port if args.port is None else args.port,
         system_id=args.node_id or settings.node_id,
         show_envelopes=settings.show_envelopes,
+        max_connections=args.max_connections,
+        backlog=args.backlog,
         auth_secret_file=args.auth_secret_file,
         cluster_url=args.cluster,
     )

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from famefabric.errors import ConfigurationError
 from famefabric.security import TokenVerifier
+from famefabric.sentinel.admission_limits import AdmissionLimits
 from famefabric.sentinel.cluster import ClusterSettings
 from famefabric.sentinel.limits import SentinelLimits
 from famefabric.sentinel.server import Sentinel
@@ -28,6 +29,7 @@ async def serve_sentinel(
     idle_timeout: float | None = 90.0,
     stop: asyncio.Event | None = None,
     limits: SentinelLimits | None = None,
+    connection_limits: AdmissionLimits | None = None,
     verifier: TokenVerifier | None = None,
     cluster: ClusterSettings | None = None,
 ) -> None:
@@ -43,6 +45,7 @@ async def serve_sentinel(
         idle_timeout: seconds of silence after which a child is closed.
         stop: an event that stops the sentinel when set.
         limits: the sentinel's limits (default: :class:`SentinelLimits`).
+        connection_limits: connection limit and backlog (default: :class:`AdmissionLimits`).
         verifier: checks attach tokens (§17); None for open mode.
         cluster: the cluster to join (None: none).
 
@@ -66,6 +69,7 @@ async def serve_sentinel(
             show_envelopes=show_envelopes,
             idle_timeout=idle_timeout,
             limits=limits,
+            connection_limits=connection_limits,
             verifier=verifier,
             cluster=cluster,
         ):
@@ -82,6 +86,8 @@ def run_sentinel(
     port: int | None = None,
     system_id: str | None = None,
     show_envelopes: bool | None = None,
+    max_connections: int | None = None,
+    backlog: int | None = None,
     auth_secret_file: str | None = None,
     cluster_url: str | None = None,
 ) -> None:
@@ -95,7 +101,9 @@ def run_sentinel(
     :meth:`famefabric.security.TokenVerifier.from_env` (``FAME_AUTH_SECRET``
     or ``auth_secret_file``, ``FAME_JWKS_URL``…) and the ``FAME_CLUSTER_*`` settings
     (:mod:`famefabric.sentinel.cluster.settings`; ``cluster_url`` wins over
-    ``FAME_CLUSTER_URL``).
+    ``FAME_CLUSTER_URL``), and the connection limit and backlog
+    (:mod:`famefabric.sentinel.admission_limits`; ``max_connections`` and
+    ``backlog`` win over theirs).
 
     Raises:
         ConfigurationError: ``log_level`` is not a logging level name, or the
@@ -112,6 +120,7 @@ def run_sentinel(
     system_id = env.node_id if system_id is None else system_id
     show_envelopes = env.show_envelopes if show_envelopes is None else show_envelopes
     limits = SentinelLimits.from_env()
+    connection_limits = AdmissionLimits.from_env(max_connections=max_connections, backlog=backlog)
     verifier = TokenVerifier.from_env(secret_file=auth_secret_file)
     cluster = ClusterSettings.from_env(url=cluster_url)
     loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None
@@ -129,6 +138,7 @@ def run_sentinel(
                 system_id=system_id,
                 show_envelopes=show_envelopes,
                 limits=limits,
+                connection_limits=connection_limits,
                 verifier=verifier,
                 cluster=cluster,
             )

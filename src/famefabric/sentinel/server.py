@@ -28,6 +28,7 @@ from typing import Self
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 
 from famefabric.envelope_log import EnvelopePrinter
 from famefabric.errors import ConfigurationError
@@ -37,6 +38,12 @@ from famefabric.routing.permissions import Identity
 from famefabric.security import TokenVerifier
 from famefabric.sentinel import pump
 from famefabric.sentinel.admission import Admission
+from famefabric.sentinel.admission_limits import (
+    AdmissionLimits,
+    ConnectionGate,
+    fit_open_files,
+    service_unavailable,
+)
 from famefabric.sentinel.cluster import ClusterMember, ClusterSettings
 from famefabric.sentinel.inflight import DEFAULT_TTL, InflightRequests
 from famefabric.sentinel.limits import SentinelLimits
@@ -114,6 +121,8 @@ class Sentinel:
         max_inflight: most forwarded requests remembered at once.
         envelope_printer: where ``show_envelopes`` prints (default: stderr).
         limits: queue sizes, deadlines and bounds (default: :class:`SentinelLimits`).
+        connection_limits: connection limit and listen backlog (default:
+            :class:`AdmissionLimits`).
         verifier: checks the bearer token of every attach (§17); None is open
             mode, where every connection is anonymous.
         cluster: join this cluster of sentinels over NATS (docs/CLUSTER.md);
@@ -139,6 +148,7 @@ class Sentinel:
         max_inflight: int = 100_000,
         envelope_printer: EnvelopePrinter | None = None,
         limits: SentinelLimits | None = None,
+        connection_limits: AdmissionLimits | None = None,
         verifier: TokenVerifier | None = None,
         cluster: ClusterSettings | None = None,
     ) -> None:
@@ -161,6 +171,10 @@ class Sentinel:
         self._admission = Admission(verifier)
         printer = envelope_printer or (EnvelopePrinter(label=system_id) if show_envelopes else None)
         self._limits = limits if limits is not None else SentinelLimits()
+        self._connection_limits = connection_limits or AdmissionLimits()
+        self._gate: ConnectionGate[ServerConnection] = ConnectionGate(
+            self._connection_limits.max_connections, is_closed=_is_closed
+        )
         self._inflight = InflightRequests(
             ttl=inflight_ttl,
             max_entries=max_inflight,
@@ -351,6 +365,7 @@ class Sentinel:
                 self._no_connections.set()
 
     async def _open_listener(self) -> Server:
+        self._gate.limit = fit_open_files(self._connection_limits.max_connections)
         try:
             return await serve(
                 self._on_websocket,
@@ -364,6 +379,7 @@ class Sentinel:
                 ping_interval=self._ping_interval,
                 ping_timeout=20,
                 server_header=None,
+                backlog=self._connection_limits.backlog,
             )
         except OSError as exc:
             raise ConfigurationError(
@@ -392,7 +408,15 @@ class Sentinel:
             if child is None:
                 log.info("refused a WebSocket handshake on %s", path)
                 return forbidden(connection)
-            return await self._admission.admit(connection, request, child)
+            if not self._gate.admit(connection):
+                log.warning(
+                    "refused an attach with 503: at the limit of %d connections", self._gate.limit
+                )
+                return service_unavailable(connection, self._gate.limit)
+            refusal = await self._admission.admit(connection, request, child)
+            if refusal is not None:
+                self._gate.release(connection)
+            return refusal
         return json_response(connection, HTTPStatus.NOT_FOUND, NOT_FOUND)
 
     async def _on_websocket(self, connection: ServerConnection) -> None:
@@ -407,11 +431,14 @@ class Sentinel:
             return
         remote = connection.remote_address
         where = f"{remote[0]}:{remote[1]}" if isinstance(remote, tuple) else str(remote)
-        await self.handle_transport(
-            WebSocketTransport(connection, description=f"{child} at {where}"),
-            child,
-            identity=identity,
-        )
+        try:
+            await self.handle_transport(
+                WebSocketTransport(connection, description=f"{child} at {where}"),
+                child,
+                identity=identity,
+            )
+        finally:
+            self._gate.release(connection)
 
     async def _housekeeping(self) -> None:
         """Expire forgotten in-flight requests until the sentinel stops."""
@@ -429,3 +456,7 @@ class Sentinel:
                 continue
             if expired:
                 log.debug("forgot %d unanswered requests past their deadline", len(expired))
+
+
+def _is_closed(connection: ServerConnection) -> bool:
+    return connection.state is State.CLOSED
