@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 from cluster_harness import NatsServer
 from support.pool import ProcessPool
 
@@ -131,3 +132,54 @@ async def test_a_wrong_nats_password_is_refused_without_showing_it(
             pass
     assert "not-the-password" not in str(caught.value)
     assert "not-the-password" not in repr(settings(nats, password="not-the-password"))
+
+
+async def test_sentinels_reach_nats_over_tls_verified_with_the_configured_ca(
+    processes: ProcessPool, nats_binary: str, tmp_path: Path
+) -> None:
+    """A ``tls://`` URL and FAME_CLUSTER_CA: the sentinels verify the server's certificate;
+    without the CA the handshake fails and the sentinel refuses to start."""
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    cert_file, key_file, ca_file = (
+        tmp_path / "server.pem",
+        tmp_path / "server.key",
+        tmp_path / "ca.pem",
+    )
+    cert.cert_chain_pems[0].write_to_path(cert_file)
+    cert.private_key_pem.write_to_path(key_file)
+    ca.cert_pem.write_to_path(ca_file)
+    config = tmp_path / "nats-tls.conf"
+    config.write_text(f'tls {{ cert_file: "{cert_file}", key_file: "{key_file}" }}\n')
+    nats = await NatsServer(processes, nats_binary, config=config).start()
+    url = f"tls://127.0.0.1:{nats.port}"
+    env = {
+        "FAME_CLUSTER_URL": url,
+        "FAME_CLUSTER_CA": str(ca_file),
+        "FAME_CLUSTER_PEER_TIMEOUT": "1",
+    }
+    verified = ClusterSettings.from_env(env)
+    assert verified is not None and verified.tls
+    async with AsyncExitStack() as stack:
+        a = await stack.enter_async_context(
+            Sentinel(system_id="tlsA", host="127.0.0.1", port=0, cluster=verified)
+        )
+        b = await stack.enter_async_context(
+            Sentinel(system_id="tlsB", host="127.0.0.1", port=0, cluster=verified)
+        )
+        async with Node(admission_url=attach_url(a)) as agent:
+
+            async def handler(envelope: Envelope) -> None:
+                assert isinstance(envelope.frame, Data)
+                payload = envelope.frame.payload
+                await agent.reply(envelope, {"jsonrpc": "2.0", "id": payload["id"], "result": 2})
+
+            await agent.bind(SECURE, handler)
+            await wait_for(lambda: _peer_has(b, SECURE), "B sees the agent over TLS")
+            async with Node(admission_url=attach_url(b)) as client:
+                assert await client.call(SECURE, "op", []) == 2
+
+    unverified = ClusterSettings(servers=(url,))  # the system CAs do not know this one
+    with pytest.raises(ConfigurationError, match="cannot join the cluster"):
+        async with Sentinel(system_id="tlsC", host="127.0.0.1", port=0, cluster=unverified):
+            pass

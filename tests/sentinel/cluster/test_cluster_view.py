@@ -159,3 +159,32 @@ def test_a_cancel_notice_follows_its_request_to_the_peer() -> None:
         source="caller",
     )
     assert choice == Remote("peer")
+
+
+def test_pools_prefer_local_members_and_capabilities_span_the_cluster() -> None:
+    there = RoutingTable()
+    there.add_node("far")
+    there.bind("far", "worker@*.fabric")
+    there.advertise("far", "translator@fame.fabric", ["translate"])
+    view = view_with("peer", there)
+    here = RoutingTable()
+    pooled = request("worker@jobs.fabric")
+    assert decide(view, here, pooled) == Remote("peer", "far")
+    here.add_node("near")
+    here.bind("near", "worker@*.fabric")
+    kept = reroute(
+        self_id="self",
+        table=here,
+        view=view,
+        inflight=InflightRequests(),
+        envelope=pooled,  # type: ignore[arg-type]
+        decision=Deliver("near"),
+        source="caller",
+    )
+    assert kept is None  # a local pool member keeps the envelope here
+    by_capability = request("ignored", key="k2")
+    del by_capability["to"]
+    by_capability["capabilities"] = ["translate"]
+    assert decide(view, here, by_capability) == Remote("peer", "far")
+    by_capability["capabilities"] = ["translate", "summarize"]
+    assert decide(view, here, by_capability) is None

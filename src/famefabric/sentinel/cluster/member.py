@@ -57,6 +57,8 @@ log = logging.getLogger("famefabric.sentinel.cluster")
 
 MAX_QUEUED_BYTES = 64 * 1024 * 1024
 """Bytes waiting for NATS at most; beyond, requests to peers are NACKed ``DESTINATION_BUSY``."""
+JOIN_TIMEOUT_PER_SERVER = 5.0
+"""Seconds per NATS server the first connection may take before the start-up fails."""
 INITIAL_ATTEMPTS = 2
 """Retries per NATS server when joining, before the start-up fails."""
 CHANGE_POLL = 0.025
@@ -108,9 +110,13 @@ class ClusterMember:
         """
         self._loop = asyncio.get_running_loop()
         try:
-            nc = await nats.connect(**self._connect_options())
+            # nats-py can retry a failed TLS handshake forever: bound the join.
+            limit = JOIN_TIMEOUT_PER_SERVER * len(self.settings.servers)
+            nc = await asyncio.wait_for(nats.connect(**self._connect_options()), limit)
         except (NatsError, OSError, TimeoutError) as exc:
             servers = ", ".join(self.settings.servers)
+            if isinstance(exc, TimeoutError) and not str(exc):
+                exc = TimeoutError(f"no connection within {limit:g} s (TLS or network)")
             raise ConfigurationError(
                 f"cannot join the cluster: no NATS server answered at {servers} "
                 f"({type(exc).__name__}: {exc}); check FAME_CLUSTER_URL and the credentials"
