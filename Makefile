@@ -6,16 +6,17 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RUN_DIR := .run
-PORT := $(or $(FAME_LISTENER_PORT),8000)
-# The chat client attaches to the sentinel that `make start` runs, unless told otherwise.
-CHAT := FAME_DIRECT_ADMISSION_URL=$${FAME_DIRECT_ADMISSION_URL:-ws://127.0.0.1:$(PORT)/fame/v1/attach/ws/downstream} $(BIN)/fame chat
+# The chat client attaches to the sentinel that `make start` runs (on the port it was
+# started with), unless FAME_DIRECT_ADMISSION_URL says otherwise.
+CHAT := scripts/services.sh chat
 
-.PHONY: help install run run-verbose chat start stop status logs test test-fast lint format bench bench-quick docker-check clean cluster test-cluster
+.PHONY: help install run run-verbose chat start stop restart status logs test test-fast lint format bench bench-quick docker-check lock clean cluster test-cluster
 
 help:
 	@echo "make run          start sentinel + chat agent if needed, then chat (installs what it needs)"
 	@echo "make run-verbose  the same, printing every envelope"
 	@echo "make start/stop   start or stop sentinel + chat agent in the background (Docker if available)"
+	@echo "make restart      stop, then start with the settings given now"
 	@echo "make status/logs  what runs, and its logs"
 	@echo "make test         the whole test suite (also what CI runs)"
 	@echo "make lint         ruff + mypy"
@@ -45,6 +46,9 @@ start: install
 
 stop:
 	@scripts/services.sh stop
+
+restart: install
+	@scripts/services.sh restart
 
 status:
 	@scripts/services.sh status
@@ -80,8 +84,16 @@ bench: install
 bench-quick: install
 	$(BIN)/python -m benchmarks --quick
 
-docker-check:
+docker-check: install
 	@scripts/docker-check.sh
 
+# Pin the images' dependencies again after changing pyproject.toml.
+lock: install
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv
+	@{ echo "# Pinned runtime dependencies of famefabric (with the fast extra), for the Docker images."; \
+	  echo "# Regenerate after changing pyproject.toml: make lock"; \
+	  $(BIN)/uv pip compile pyproject.toml --extra fast --python-version 3.12 --no-header -q; } > requirements.lock
+
 clean:
+	@scripts/services.sh stop
 	rm -rf $(VENV) .venv-interop $(RUN_DIR) .pytest_cache .ruff_cache .mypy_cache

@@ -30,6 +30,7 @@ RANKS = {
     "envelope_log": 3,
     "transport": 3,
     "settings": 2,
+    "log_limits": 2,
     "security": 3,
     "node": 4,
     "sentinel": 4,
@@ -58,6 +59,12 @@ LAZY_IMPORTS = {
     ("cli.py", "famefabric.chat.client"): "the chat client loads on demand",
     ("cli.py", "famefabric.chat.agent"): "conversation commands load the chat app on demand",
     ("cli.py", "famefabric.chat.store"): "conversation commands load the stores on demand",
+    ("cli.py", "famefabric.chat.listing"): "conversation commands load the stores on demand",
+    ("cli.py", "famefabric.chat.commands"): "the chat's help text loads with the chat app",
+    (
+        "cli.py",
+        "famefabric.chat.stores._contract",
+    ): "conversation commands load the stores on demand",
     ("chat/store.py", "famefabric.chat.stores.redis"): "the Redis client is an optional dependency",
     ("testing/__init__.py", "famefabric.testing.openai_server"): (
         "the OpenAI stub pulls in its HTTP server only when used"

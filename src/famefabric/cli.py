@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
 import json
 import logging
 import os
@@ -17,21 +18,31 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from famefabric.errors import ConfigurationError, FabricError
+from famefabric.log_limits import install_repeat_filter
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def _configure_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format=LOG_FORMAT, stream=sys.stderr)
+    install_repeat_filter()
     # The HTTP client logs every request at INFO; keep those for debugging.
     for noisy in ("httpx", "httpx2", "httpcore", "httpcore2", "openai"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("famefabric")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fame", description="famefabric: agent message fabric and chat agent"
     )
+    parser.add_argument("--version", action="version", version=f"fame {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     sentinel = commands.add_parser("sentinel", help="run a sentinel (the router nodes attach to)")
@@ -143,14 +154,30 @@ def _parser() -> argparse.ArgumentParser:
     )
     gateway.add_argument("--log-level", default=None, help="debug, info, warning or error")
 
-    chat = commands.add_parser("chat", help="chat with the chat agent (interactive)")
+    from famefabric.chat.commands import HELP as CHAT_HELP
+
+    chat = commands.add_parser(
+        "chat",
+        help="chat with the chat agent (interactive)",
+        description="Chat with the chat agent: type a question after Q>, the reply follows A>.",
+        epilog="In the chat, " + CHAT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     chat.add_argument("--address", default="chat@fame.fabric", help="the chat agent's address")
     chat.add_argument("--system-prompt", default=None, help="system prompt of a new conversation")
     chat.add_argument(
         "--history", type=int, default=None, help="exchanges the agent keeps (default 10)"
     )
     chat.add_argument(
-        "--conversation", default=None, help="resume (or start) the conversation with this id"
+        "--conversation",
+        default=None,
+        help="resume the stored conversation with this id (it is kept on exit); an unknown id "
+        "is refused unless --new is given",
+    )
+    chat.add_argument(
+        "--new",
+        action="store_true",
+        help="with --conversation: start a new conversation with that id",
     )
     chat.add_argument(
         "--keep", action="store_true", help="keep the conversation on exit, to resume it later"
@@ -172,16 +199,20 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     convs = commands.add_parser("conversations", help="inspect and manage stored conversations")
-    convs.add_argument(
-        "--store", default=None, help="CHAT_STORE to read (default as the chat agent)"
-    )
+    store_help = "CHAT_STORE to read (default as the chat agent)"
+    convs.add_argument("--store", default=None, help=store_help)
     actions = convs.add_subparsers(dest="action", required=True, metavar="ACTION")
-    list_cmd = actions.add_parser("list", help="list conversation ids, most recently active first")
+    list_cmd = actions.add_parser(
+        "list",
+        help="list conversations, most recently active first: id, messages, first words",
+    )
     list_cmd.add_argument("--limit", type=int, default=100)
     show = actions.add_parser("show", help="print one conversation as JSON")
     show.add_argument("id")
     delete = actions.add_parser("delete", help="delete one conversation")
     delete.add_argument("id")
+    for action in (list_cmd, show, delete):  # --store before or after the action
+        action.add_argument("--store", default=argparse.SUPPRESS, help=store_help)
     return parser
 
 
@@ -324,6 +355,7 @@ def _chat(args: argparse.Namespace) -> int:
         system_prompt=args.system_prompt,
         history=args.history,
         conversation=args.conversation,
+        new=args.new,
         keep=args.keep,
         stream=args.stream,
         timeout=args.timeout,
@@ -333,16 +365,18 @@ def _chat(args: argparse.Namespace) -> int:
 
 def _conversations(args: argparse.Namespace) -> int:
     from famefabric.chat.agent import conversation_to_json
+    from famefabric.chat.listing import list_conversations
     from famefabric.chat.settings import ChatSettings
     from famefabric.chat.store import open_store
+    from famefabric.chat.stores._contract import redact_url
 
     url = args.store or ChatSettings.from_env().store
 
     async def run() -> int:
         async with open_store(url) as store:
             if args.action == "list":
-                for conversation_id in await store.list_ids(limit=args.limit):
-                    print(conversation_id)
+                lines = await list_conversations(store, limit=args.limit)
+                print("\n".join(lines) if lines else f"no conversations in {redact_url(url)}")
                 return 0
             if args.action == "show":
                 state = await store.load(args.id)

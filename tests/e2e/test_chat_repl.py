@@ -158,3 +158,84 @@ def test_unreachable_sentinel_and_missing_agent_exit_with_code_two(
     )
     assert result.returncode == 2
     assert result.stderr.startswith("no agent at chat@fame.fabric — is it running?")
+
+
+def test_multi_line_messages_and_slash_commands_from_a_pipe(stack: dict[str, str]) -> None:
+    questions = (
+        "first part \\\n"
+        "second part\n"
+        '"""\n'
+        "block one\n"
+        "block two\n"
+        '"""\n'
+        "/help\n"
+        "/history\n"
+        "/system Be terse.\n"
+        "/history\n"
+        "after\n"
+        "/bogus\n"
+    )
+    result = subprocess.run(
+        [FAME, "chat", "--no-stream"],
+        input=questions,
+        env=stack,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    # Two messages of two lines each: two turns, not four.
+    assert "A> echo(2): first part \nsecond part\n" in out
+    assert "A> echo(4): block one\nblock two\n" in out
+    assert "/system TEXT   start a new conversation" in out  # /help
+    assert "Q> first part \nsecond part\nA> echo(2)" in out  # /history
+    assert "new conversation " in out and "with system prompt: Be terse." in out
+    assert "(no messages yet)" in out  # /history of the new conversation
+    assert "A> echo(2): after" in out
+    assert "unknown command /bogus; /help lists the commands" in out
+    # Three turns, plus the two replies /history shows: no command was sent as a question.
+    assert out.count("A> echo(") == 5
+
+
+def test_a_paste_is_one_message_and_input_history_survives_the_session(
+    stack: dict[str, str], tmp_path: Path
+) -> None:
+    env = {**stack, "FAME_DATA_DIR": str(tmp_path)}
+    child = spawn_repl(env, "--no-stream")
+    child.expect_exact("Q> ")
+    child.send("\x1b[200~pasted one\npasted two\x1b[201~\r")  # what a terminal sends for a paste
+    child.expect(r"A> echo\(2\): pasted one\r\npasted two\r\n")
+    child.expect_exact("Q> ")
+    child.sendline("remember this line")
+    child.expect(r"A> echo\(4\): remember this line")
+    child.expect_exact("Q> ")
+    child.sendeof()
+    child.expect(pexpect.EOF)
+    child.close()
+    history = tmp_path / "chat_history"
+    assert "remember this line" in history.read_text()
+    assert history.stat().st_mode & 0o077 == 0
+
+    again = spawn_repl(env, "--no-stream")
+    again.expect_exact("Q> ")
+    again.send("\x1b[A\r")  # up arrow: the last line of the previous session
+    again.expect(r"A> echo\(2\): remember this line")
+    again.expect_exact("Q> ")
+    again.sendeof()
+    again.expect(pexpect.EOF)
+    again.close()
+
+
+def test_fame_chat_help_documents_the_commands_and_multi_line_input() -> None:
+    result = subprocess.run([FAME, "chat", "--help"], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0
+    for documented in (
+        "/help",
+        "/new",
+        "/system TEXT",
+        "/history",
+        "end each line but the last with \\",
+        '"""',
+    ):
+        assert documented in result.stdout, documented

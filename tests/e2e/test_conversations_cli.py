@@ -7,14 +7,17 @@ have left them; the command then reads them from another process. Exit codes:
 
 from __future__ import annotations
 
+import importlib.metadata
 import itertools
 import json
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
 from support.pool import ProcessPool
+from support.procs import FAME, base_env
 from test_replicas import RedisProcess, fame, redis_binary, store_url
 
 from famefabric.chat.conversation import ConversationState
@@ -52,18 +55,52 @@ async def fill(url: str) -> None:
         await opened.commit_turn("older", expected_version=0, user_message="hi", reply="hello")
 
 
-async def test_list_prints_the_ids_most_recently_active_first(store: str) -> None:
+async def test_list_shows_ids_message_counts_and_first_words_most_recently_active_first(
+    store: str,
+) -> None:
     await fill(store)
     listed = fame("conversations", "--store", store, "list")
-    assert (listed.returncode, listed.stdout, listed.stderr) == (0, "older\nnewer\n", "")
+    assert (listed.returncode, listed.stderr) == (0, "")
+    assert listed.stdout.splitlines() == [
+        'older    2 messages  "hi"',
+        "newer    0 messages  (no messages yet)",
+    ]
 
-    limited = fame("conversations", "--store", store, "list", "--limit", "1")
-    assert (limited.returncode, limited.stdout) == (0, "older\n")
+    # --store may follow the action too.
+    limited = fame("conversations", "list", "--limit", "1", "--store", store)
+    assert (limited.returncode, limited.stdout) == (0, 'older    2 messages  "hi"\n')
 
 
-def test_list_of_an_empty_store_prints_nothing_and_succeeds(store: str) -> None:
+def test_list_of_an_empty_store_says_so_and_succeeds(store: str) -> None:
     listed = fame("conversations", "--store", store, "list")
-    assert (listed.returncode, listed.stdout, listed.stderr) == (0, "", "")
+    assert (listed.returncode, listed.stderr) == (0, "")
+    assert listed.stdout.startswith("no conversations in ")
+
+
+def test_the_default_store_is_in_the_data_dir_whatever_the_working_directory(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "data-home"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    listed = subprocess.run(
+        [str(FAME), "conversations", "list"],
+        cwd=elsewhere,
+        env=base_env({"FAME_DATA_DIR": str(data)}),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout == f"no conversations in sqlite:///{data}/conversations.db\n"
+    assert not (elsewhere / "data").exists()
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_fame_version_prints_the_installed_version() -> None:
+    result = fame("--version")
+    assert result.returncode == 0
+    assert result.stdout == f"fame {importlib.metadata.version('famefabric')}\n"
 
 
 async def test_show_prints_the_conversation_with_its_history_as_json(store: str) -> None:
@@ -101,7 +138,7 @@ async def test_delete_removes_the_conversation_and_a_second_delete_finds_nothing
     again = fame("conversations", "--store", store, "delete", "older")
     assert again.returncode == 1
     listed = fame("conversations", "--store", store, "list")
-    assert listed.stdout == "newer\n"
+    assert [line.split()[0] for line in listed.stdout.splitlines()] == ["newer"]
     async with open_store(store) as opened:
         assert await opened.load("older") is None
         assert await opened.load("newer") is not None

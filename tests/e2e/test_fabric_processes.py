@@ -86,9 +86,12 @@ async def test_show_envelopes_prints_envelopes_on_stderr_and_keeps_stdout_clean(
     assert client.stdout() == EXAMPLE_OUTPUT, client.describe()
     stderr = client.stderr()
     assert "sent envelope" in stderr and "received envelope" in stderr, client.describe()
-    assert '"type": "NodeAttach"' in stderr, client.describe()
-    assert '"method": "echo"' in stderr, client.describe()
-    assert '"result": "Hello, fabric!"' in stderr, client.describe()
+    assert ": NodeAttach " in stderr, client.describe()
+    assert "sent envelope to 127.0.0.1:" in stderr, client.describe()
+    assert '"method":"echo"' in stderr, client.describe()
+    assert '"result":"Hello, fabric!"' in stderr, client.describe()
+    # One line per envelope: every line of the trace starts with its UTC time.
+    assert all(line[:2].isdigit() for line in stderr.splitlines() if line), client.describe()
 
 
 async def test_call_to_an_unknown_address_fails_at_once_naming_it(

@@ -265,7 +265,9 @@ async def test_a_conversation_outlives_a_kill_9_of_its_agent_and_fame_chat_resum
     resumed.send_stdin(b"what is my name?\n")
     assert await resumed.wait_exit(30) == 0, resumed.describe()
     output = resumed.stdout()
-    assert f"conversation {conversation} resumed (6 messages)" in output, resumed.describe()
+    assert f"conversation {conversation} resumed (6 messages; kept on exit)" in output, (
+        resumed.describe()
+    )
     assert "A> echo(8): what is my name?" in output, resumed.describe()
     assert f"resume it with  fame chat --conversation {conversation}" in output
 

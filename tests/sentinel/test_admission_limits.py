@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import resource
 import socket
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from famefabric.sentinel.admission_limits import (
     fit_open_files,
     system_backlog,
 )
+from famefabric.sentinel.limits import SentinelLimits
 
 S = "admissionSentinel"
 WAIT = 5.0
@@ -178,3 +180,12 @@ def test_the_cli_flag_is_checked_before_the_sentinel_starts(
 ) -> None:
     assert main(["sentinel", "--port", "0", "--max-connections", "0"]) == 2
     assert "max_connections must be a positive integer, got 0" in capsys.readouterr().err
+
+
+def test_every_sentinel_limit_is_in_the_readme_limits_table() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    table = readme.split("## Limits\n", 1)[1].split("\n## ", 1)[0]
+    names = [f"FAME_SENTINEL_{field.name.upper()}" for field in fields(SentinelLimits)]
+    names += ["FAME_SENTINEL_MAX_CONNECTIONS", "FAME_SENTINEL_BACKLOG", "--max-connections"]
+    names += ["FAME_LOG_REPEAT_BURST", "CHAT_MAX_HISTORY_LIMIT", "CHAT_MAX_SYSTEM_PROMPT_CHARS"]
+    assert [name for name in names if f"`{name}`" not in table] == []

@@ -12,14 +12,15 @@ import asyncio
 import dataclasses
 import http.client
 import os
+import subprocess
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from support.agents import our_chat_agent, start_agents
 from support.pool import ProcessPool
-from support.procs import FAME, READY_TIMEOUT, ManagedProcess, ProcessFailure
-from support.sentinels import Sentinel
+from support.procs import FAME, READY_TIMEOUT, ManagedProcess, ProcessFailure, base_env
+from support.sentinels import OurSentinel, Sentinel
 
 from famefabric.testing import OpenAIStubServer, free_port
 
@@ -78,14 +79,40 @@ async def start_gateway(
     return process, f"http://127.0.0.1:{port}"
 
 
+def mint_token(secret: str, subject: str, *args: str) -> str:
+    """A fame token from ``fame token create --subject SUBJECT ARGS...`` signed with ``secret``."""
+    done = subprocess.run(
+        [os.fspath(FAME), "token", "create", "--subject", subject, *args],
+        env=base_env({"FAME_AUTH_SECRET": secret}),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0, f"fame token create failed: {done.stderr}"
+    return done.stdout.strip()
+
+
 async def start_web_stack(
-    pool: ProcessPool, llm: OpenAIStubServer, *, env: Mapping[str, str] | None = None
+    pool: ProcessPool, llm: OpenAIStubServer, *, auth_secret: str | None = None
 ) -> WebStack:
-    """Start sentinel, chat agent and gateway (``env`` goes to all three)."""
-    sentinel = await pool.our_sentinel()
+    """Start sentinel, chat agent and gateway; with ``auth_secret``, all three require tokens.
+
+    The chat agent then presents a token that may serve its address; users
+    need tokens of their own (:func:`mint_token`).
+    """
     spec = our_chat_agent(CHAT_ADDRESS, llm.url)
-    if env:
-        spec = dataclasses.replace(spec, env={**spec.env, **env})
+    gateway_env: dict[str, str] = {}
+    if auth_secret is None:
+        sentinel = await pool.our_sentinel()
+    else:
+        sentinel = OurSentinel(node_id="webSentinel01", name="sentinel", log_dir=pool.log_dir)
+        sentinel.process.env["FAME_AUTH_SECRET"] = auth_secret
+        pool.processes.append(sentinel.process)
+        await sentinel.start()
+        agent_token = mint_token(auth_secret, "chat-agent", "--serve", CHAT_ADDRESS)
+        spec = dataclasses.replace(spec, env={**spec.env, "FAME_TOKEN": agent_token})
+        gateway_env["FAME_AUTH_SECRET"] = auth_secret
     (agent,) = await start_agents(pool, sentinel, [spec])
-    gateway, url = await start_gateway(pool, sentinel, env)
+    gateway, url = await start_gateway(pool, sentinel, gateway_env)
     return WebStack(sentinel=sentinel, agent=agent, gateway=gateway, llm=llm, url=url)

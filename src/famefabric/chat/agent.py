@@ -28,6 +28,7 @@ from famefabric.chat.conversation import (
     DEFAULT_SYSTEM_PROMPT,
     ConversationState,
 )
+from famefabric.chat.limits import ChatInputError, ChatInputLimits, conversation_id
 from famefabric.chat.model import ChatModel
 from famefabric.chat.store import (
     ConversationExists,
@@ -51,6 +52,17 @@ SWEEP_EVERY = 60.0
 
 def _error(message: str, code: str, rpc_code: int = jsonrpc.APPLICATION_ERROR) -> OperationError:
     return OperationError(message, code=rpc_code, data={"code": code})
+
+
+def _invalid(exc: ChatInputError) -> OperationError:
+    return _error(str(exc), "invalid_params", jsonrpc.INVALID_PARAMS)
+
+
+def _checked_id(value: object) -> str:
+    try:
+        return conversation_id(value)
+    except ChatInputError as exc:
+        raise _invalid(exc) from None
 
 
 class _FifoLocks:
@@ -96,6 +108,7 @@ class ChatAgent(StatelessCompletion):
             the store take turns; by default on for every store but the
             in-memory one, which no other process can see.
         clock: seconds since the epoch; injectable for tests.
+        input_limits: bounds on what callers send (:mod:`famefabric.chat.limits`).
     """
 
     def __init__(
@@ -110,8 +123,10 @@ class ChatAgent(StatelessCompletion):
         replica_id: str | None = None,
         leases: bool | None = None,
         clock: Callable[[], float] = time.monotonic,
+        input_limits: ChatInputLimits | None = None,
     ) -> None:
         super().__init__()
+        self.input_limits = input_limits or ChatInputLimits()
         self.model = model
         self.store: ConversationStore = store or MemoryConversationStore()
         self.max_message_chars = max_message_chars
@@ -133,21 +148,20 @@ class ChatAgent(StatelessCompletion):
         ``max_history_length``; the latter may also come from the A2A
         ``historyLength``, and the payload wins.
         """
+        _checked_id(params.id)
         data = a2a.first_data_part(params.message) or {}
-        system_prompt = data.get("system_prompt") or self.system_prompt
-        if not isinstance(system_prompt, str):
-            raise _error(
-                f"system_prompt must be a string, got {system_prompt!r}",
-                "invalid_params",
-                jsonrpc.INVALID_PARAMS,
-            )
-        length = data.get("max_history_length") or params.history_length or self.max_history_length
-        if not isinstance(length, int) or isinstance(length, bool) or length < 1:
-            raise _error(
-                f"max_history_length must be a positive integer, got {length!r}",
-                "invalid_params",
-                jsonrpc.INVALID_PARAMS,
-            )
+        limits = self.input_limits
+        try:
+            system_prompt = limits.system_prompt(data.get("system_prompt", ""))
+            if "max_history_length" in data:
+                length = limits.history_length(data["max_history_length"])
+            elif params.history_length is not None:
+                length = limits.history_length(params.history_length)
+            else:
+                length = self.max_history_length
+        except ChatInputError as exc:
+            raise _invalid(exc) from None
+        system_prompt = system_prompt or self.system_prompt
         await self._sweep()
         state = ConversationState(
             conversation_id=params.id, system_prompt=system_prompt, max_history_length=length
@@ -230,6 +244,7 @@ class ChatAgent(StatelessCompletion):
     @operation
     async def end_conversation(self, conversation_id: str) -> None:
         """Drop a conversation; ending an unknown one is harmless."""
+        _checked_id(conversation_id)
         try:
             if await self.store.delete(conversation_id):
                 log.info("conversation %s ended", conversation_id)
@@ -245,6 +260,12 @@ class ChatAgent(StatelessCompletion):
     @operation
     async def list_conversations(self, limit: int = 100) -> list[str]:
         """Return the ids of stored conversations, most recently active first."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 10_000:
+            raise _error(
+                "limit must be a whole number from 1 to 10000",
+                "invalid_params",
+                jsonrpc.INVALID_PARAMS,
+            )
         return await self.store.list_ids(limit=limit)
 
     def _check_message(self, user_message: object) -> None:
@@ -262,6 +283,7 @@ class ChatAgent(StatelessCompletion):
             )
 
     async def _load(self, conversation_id: str) -> ConversationState:
+        _checked_id(conversation_id)
         try:
             state = await self.store.load(conversation_id)
         except StoreUnavailable as exc:
@@ -276,6 +298,7 @@ class ChatAgent(StatelessCompletion):
 
     @asynccontextmanager
     async def _turn(self, conversation_id: str) -> AsyncIterator[ConversationState]:
+        _checked_id(conversation_id)
         await self._sweep()
         async with self._locks.hold(conversation_id), self._lease(conversation_id):
             yield await self._load(conversation_id)

@@ -16,7 +16,10 @@ from typing import TextIO
 
 from famefabric.agent.a2a import make_task_params
 from famefabric.agent.proxy import RemoteAgent
+from famefabric.chat.commands import SlashCommands
+from famefabric.chat.conversation import DEFAULT_SYSTEM_PROMPT
 from famefabric.chat.repl import PipeLineReader, Repl, TerminalLineReader, describe_error
+from famefabric.chat.settings import data_dir
 from famefabric.errors import ConnectionClosed, FabricError, NoRoute, OperationTimeout, RemoteError
 from famefabric.fabric import FameFabric
 from famefabric.node import NodeEvent
@@ -37,6 +40,7 @@ class ChatOptions:
     system_prompt: str | None = None
     history: int | None = None
     conversation: str | None = None
+    new: bool = False
     keep: bool = False
     stream: bool = True
     timeout: float = 120.0
@@ -88,7 +92,10 @@ class RemoteChatSession:
                 return str(reply)
             except RemoteError as exc:
                 if not self._refuses_turn_id(exc, shown=False):
-                    raise
+                    named = naming_agent(exc, self._agent.address, "run_turn")
+                    if named is exc:
+                        raise
+                    raise named from exc
             except (NoRoute, ConnectionClosed) as exc:
                 if delay is None or not _is_retryable(exc):
                     raise
@@ -116,7 +123,10 @@ class RemoteChatSession:
                     yield await self.ask(question)
                     return
                 if not self._refuses_turn_id(exc, shown):
-                    raise
+                    named = naming_agent(exc, self._agent.address, "stream_turn")
+                    if named is exc:
+                        raise
+                    raise named from exc
             except (NoRoute, ConnectionClosed) as exc:
                 if shown or delay is None or not _is_retryable(exc):
                     raise
@@ -155,7 +165,7 @@ def _is_retryable(exc: NoRoute | ConnectionClosed) -> bool:
 
 def _reader(stdin: TextIO, stdout: TextIO) -> PipeLineReader | TerminalLineReader:
     if stdin.isatty() and stdout.isatty():
-        return TerminalLineReader(stdin)
+        return TerminalLineReader(stdin, history_file=str(data_dir() / "chat_history"))
     return PipeLineReader(stdin, stdout)
 
 
@@ -176,18 +186,15 @@ async def run_chat(
         async with fabric:
             fabric.node.add_listener(lambda event: _show_event(event, err))
             agent = RemoteAgent(options.address, fabric=fabric)
-            conversation_id = await _open_conversation(agent, options, out)
+            conversation_id, resumed = await _open_conversation(agent, options, out)
             session = RemoteChatSession(agent, conversation_id, timeout=options.timeout)
-            await Repl(session, _reader(stdin, out), out, stream=options.stream).run()
-            if options.keep:
-                out.write(
-                    f"conversation kept: resume it with  fame chat --conversation {conversation_id}\n"
-                )
-            else:
-                try:
-                    await agent.end_conversation(conversation_id, _timeout=5.0)
-                except FabricError as exc:
-                    err.write(f"warning: could not end the conversation: {describe_error(exc)}\n")
+            handle = ConversationHandle(
+                agent, session, options, kept=options.keep or resumed, out=out, err=err
+            )
+            commands = SlashCommands(handle, out)
+            reader = _reader(stdin, out)
+            await Repl(session, reader, out, stream=options.stream, commands=commands).run()
+            await handle.leave()
             out.write("goodbye\n")
             out.flush()
             return 0
@@ -206,12 +213,36 @@ async def run_chat(
     except OperationTimeout as exc:
         err.write(f"{exc}: is the agent at {options.address} overloaded or stuck?\n")
         return EXIT_UNREACHABLE
+    except OpenFailed as exc:
+        err.write(f"error: {exc}\n")
+        return 1
     except RemoteError as exc:
         err.write(f"error: {exc.message}\n")
         return 1
 
 
-async def _open_conversation(agent: RemoteAgent, options: ChatOptions, out: TextIO) -> str:
+class OpenFailed(FabricError):
+    """The conversation could not be started or resumed; the message says why."""
+
+
+def naming_agent(exc: RemoteError, address: str, operation: str) -> RemoteError:
+    """Return ``exc``, or for an internal error one whose message names the agent and operation."""
+    if exc.code != INTERNAL_ERROR:
+        return exc
+    return RemoteError(exc.code, describe_remote_failure(exc, address, operation), exc.data)
+
+
+def describe_remote_failure(exc: RemoteError, address: str, operation: str) -> str:
+    """Say which agent and operation failed; an internal error alone says nothing useful."""
+    if exc.code == INTERNAL_ERROR:
+        return f"the agent at {address} failed in {operation}: {exc}"
+    return exc.message
+
+
+async def _open_conversation(
+    agent: RemoteAgent, options: ChatOptions, out: TextIO
+) -> tuple[str, bool]:
+    """Resume or start the conversation; return its id and whether it was resumed."""
     if options.conversation:
         try:
             state = await agent.get_conversation(options.conversation, _timeout=10.0)
@@ -219,22 +250,96 @@ async def _open_conversation(agent: RemoteAgent, options: ChatOptions, out: Text
             if not (
                 isinstance(exc.data, dict) and exc.data.get("code") == "conversation_not_found"
             ):
-                raise
+                failure = describe_remote_failure(exc, options.address, "get_conversation")
+                raise OpenFailed(failure) from exc
+            if not options.new:
+                raise OpenFailed(
+                    f"no conversation {options.conversation!r} at {options.address} (a typo, or "
+                    "it ended or expired): 'fame conversations list' shows the stored ones; "
+                    "add --new to start a new conversation with this id"
+                ) from None
         else:
             count = len(state.get("history", [])) if isinstance(state, dict) else 0
-            out.write(f"conversation {options.conversation} resumed ({count} messages)\n")
-            return options.conversation
+            out.write(
+                f"conversation {options.conversation} resumed ({count} messages; kept on exit)\n"
+            )
+            return options.conversation, True
     conversation_id = options.conversation or new_id()
-    payload: dict[str, object] = {}
-    if options.system_prompt:
-        payload["system_prompt"] = options.system_prompt
+    # Always sent: agents that follow the reference require a system prompt.
+    await _start(agent, conversation_id, options.system_prompt, options)
+    new = "new conversation" if options.conversation else "conversation"
+    out.write(f"{new} {conversation_id} (type exit or press Ctrl-D to leave)\n")
+    out.flush()
+    return conversation_id, False
+
+
+async def _start(
+    agent: RemoteAgent, conversation_id: str, system_prompt: str | None, options: ChatOptions
+) -> None:
+    # Always sent: agents that follow the reference require a system prompt.
+    payload: dict[str, object] = {"system_prompt": system_prompt or DEFAULT_SYSTEM_PROMPT}
     params = make_task_params(
         id=conversation_id, payload=payload, history_length=options.history or 10
     )
-    await agent.start_task(params=params, timeout=10.0)
-    out.write(f"conversation {conversation_id} (type exit or press Ctrl-D to leave)\n")
-    out.flush()
-    return conversation_id
+    try:
+        await agent.start_task(params=params, timeout=10.0)
+    except RemoteError as exc:
+        raise OpenFailed(describe_remote_failure(exc, options.address, "start_task")) from exc
+
+
+class ConversationHandle:
+    """The REPL's current conversation: ``/new`` and ``/system`` replace it, ``/history`` reads it.
+
+    A conversation left for another is ended, unless it is kept (resumed, or ``--keep``).
+    """
+
+    def __init__(
+        self,
+        agent: RemoteAgent,
+        session: RemoteChatSession,
+        options: ChatOptions,
+        *,
+        kept: bool,
+        out: TextIO,
+        err: TextIO,
+    ) -> None:
+        self._agent = agent
+        self._session = session
+        self._options = options
+        self._system_prompt = options.system_prompt
+        self._kept = kept
+        self._out = out
+        self._err = err
+
+    async def new_conversation(self, system_prompt: str | None) -> str:
+        """Leave the current conversation and start another; return its id."""
+        if system_prompt is not None:
+            self._system_prompt = system_prompt
+        conversation_id = new_id()
+        await _start(self._agent, conversation_id, self._system_prompt, self._options)
+        await self.leave()
+        self._session.conversation_id = conversation_id
+        self._kept = self._options.keep
+        return conversation_id
+
+    async def history(self) -> list[dict[str, str]]:
+        """Return the stored messages of the current conversation."""
+        state = await self._agent.get_conversation(self._session.conversation_id, _timeout=10.0)
+        history = state.get("history", []) if isinstance(state, dict) else []
+        return [m for m in history if isinstance(m, dict)]
+
+    async def leave(self) -> None:
+        """Keep the current conversation (saying how to resume it) or end it."""
+        conversation_id = self._session.conversation_id
+        if self._kept:
+            self._out.write(
+                f"conversation kept: resume it with  fame chat --conversation {conversation_id}\n"
+            )
+            return
+        try:
+            await self._agent.end_conversation(conversation_id, _timeout=5.0)
+        except FabricError as exc:
+            self._err.write(f"warning: could not end the conversation: {describe_error(exc)}\n")
 
 
 def _show_event(event: NodeEvent, err: TextIO) -> None:

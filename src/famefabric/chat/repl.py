@@ -18,9 +18,12 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol, TextIO
 
+from famefabric.chat.commands import BLOCK_FENCE, CONTINUATION_PROMPT, SlashCommands, continues
 from famefabric.errors import ConnectionClosed, FabricError, NoRoute, OperationTimeout, RemoteError
 
 EXIT_WORDS = frozenset({"exit", "quit"})
+HISTORY_LENGTH = 1000
+"""Input lines kept in the history file."""
 
 
 class LineReader(Protocol):
@@ -111,6 +114,9 @@ class TerminalLineReader:
             self._saved_tty = termios.tcgetattr(stream.fileno())
         except (ImportError, OSError, ValueError):
             self._saved_tty = None
+        with contextlib.suppress(Exception):  # a paste of several lines is one input
+            readline.parse_and_bind("set enable-bracketed-paste on")
+        readline.set_history_length(HISTORY_LENGTH)
         if history_file and os.path.exists(history_file):
             with contextlib.suppress(OSError):
                 readline.read_history_file(history_file)
@@ -147,7 +153,9 @@ class TerminalLineReader:
                 termios.tcsetattr(self._stream.fileno(), termios.TCSADRAIN, self._saved_tty)
         if self._history_file:
             with contextlib.suppress(OSError):
+                os.makedirs(os.path.dirname(self._history_file) or ".", exist_ok=True)
                 self._readline.write_history_file(self._history_file)
+                os.chmod(self._history_file, 0o600)  # questions may be private
 
 
 def describe_error(exc: BaseException) -> str:
@@ -171,6 +179,7 @@ class Repl:
         reader: reads the questions.
         output: where answers go.
         stream: show replies as they are written (else whole).
+        commands: runs lines starting with ``/`` (else they are sent as questions).
         on_interrupt_install: installs a Ctrl-C callback; returns a function
             that removes it. The default uses the event loop's SIGINT handler.
     """
@@ -183,7 +192,9 @@ class Repl:
         *,
         stream: bool = True,
         on_interrupt_install: Callable[[Callable[[], None]], Callable[[], None]] | None = None,
+        commands: SlashCommands | None = None,
     ) -> None:
+        self._commands = commands
         self._session = session
         self._reader = reader
         self._out = output
@@ -203,7 +214,7 @@ class Repl:
         remove = self._install(self._on_interrupt)
         try:
             while True:
-                self._prompt_task = asyncio.ensure_future(self._reader.read_line("Q> "))
+                self._prompt_task = asyncio.ensure_future(self._read_message())
                 try:
                     line = await self._prompt_task
                 except asyncio.CancelledError:
@@ -214,6 +225,10 @@ class Repl:
                 if line is None or line.strip().lower() in EXIT_WORDS:
                     return
                 if not line.strip():
+                    continue
+                if self._commands is not None and line.lstrip().startswith("/"):
+                    if not await self._command(line):
+                        return
                     continue
                 self._current = asyncio.ensure_future(self._turn(line))
                 try:
@@ -228,6 +243,36 @@ class Repl:
         finally:
             remove()
             self._reader.close()
+
+    async def _read_message(self) -> str | None:
+        """Read one message: a line, lines joined by trailing backslashes, or a fenced block."""
+        first = await self._reader.read_line("Q> ")
+        if first is None:
+            return None
+        lines: list[str] = []
+        if first.strip() == BLOCK_FENCE:
+            while (line := await self._reader.read_line(CONTINUATION_PROMPT)) is not None:
+                if line.strip() == BLOCK_FENCE:
+                    break
+                lines.append(line)
+            return "\n".join(lines)
+        lines.append(first)
+        while continues(lines[-1]):
+            lines[-1] = lines[-1][:-1]
+            line = await self._reader.read_line(CONTINUATION_PROMPT)
+            if line is None:
+                break
+            lines.append(line)
+        return "\n".join(lines)
+
+    async def _command(self, line: str) -> bool:
+        assert self._commands is not None
+        try:
+            return await self._commands.run(line)
+        except (FabricError, TimeoutError) as exc:
+            self._out.write(f"error: {describe_error(exc)}\n")
+            self._out.flush()
+            return True
 
     async def _turn(self, question: str) -> None:
         self._out.write("A> ")

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 
 from famefabric.chat.agent import ChatAgent
+from famefabric.chat.limits import ChatInputLimits
 from famefabric.chat.openai_model import OpenAIChatModel
 from famefabric.chat.settings import DEFAULT_ADDRESS, ChatSettings
 from famefabric.chat.store import open_store
@@ -55,6 +57,7 @@ async def serve_chat_agent(
                 system_prompt=chat_settings.system_prompt,
                 max_history_length=chat_settings.max_history_length,
                 idle_ttl=chat_settings.idle_ttl,
+                input_limits=ChatInputLimits.from_env(os.environ),
             )
             async with FameFabric.create(settings=fabric_settings) as fabric:
                 await aserve(agent, address, fabric=fabric, stop=stop)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from famefabric.chat.conversation import DEFAULT_MAX_HISTORY_LENGTH, DEFAULT_SYSTEM_PROMPT
 from famefabric.errors import ConfigurationError
@@ -12,7 +13,31 @@ from famefabric.settings import env_float, env_int
 
 DEFAULT_MODEL = "gpt-4.1-mini"
 DEFAULT_ADDRESS = "chat@fame.fabric"
+
+
+def data_dir(env: Mapping[str, str] | None = None) -> Path:
+    """Where famefabric keeps its data: ``FAME_DATA_DIR``, else the user's data directory.
+
+    The user's data directory is ``$XDG_DATA_HOME/famefabric``, by default
+    ``~/.local/share/famefabric``: one place, whatever the working directory.
+    """
+    env = os.environ if env is None else env
+    explicit = env.get("FAME_DATA_DIR")
+    if explicit:
+        return Path(explicit).expanduser().absolute()
+    base = env.get("XDG_DATA_HOME") or str(
+        Path(env.get("HOME") or Path.home()) / ".local" / "share"
+    )
+    return Path(base).expanduser().absolute() / "famefabric"
+
+
+def default_store(env: Mapping[str, str] | None = None) -> str:
+    """The store used when ``CHAT_STORE`` is not set: SQLite in :func:`data_dir`."""
+    return f"sqlite:///{data_dir(env) / 'conversations.db'}"
+
+
 DEFAULT_STORE = "sqlite:///data/conversations.db"
+"""Only the dataclass default; :meth:`ChatSettings.from_env` uses :func:`default_store`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +51,8 @@ class ChatSettings:
         timeout: ``OPENAI_TIMEOUT``, seconds one LLM request may take.
         max_retries: ``OPENAI_MAX_RETRIES``, retries of a failed LLM request.
         store: ``CHAT_STORE``, where conversations live: ``memory://``,
-            ``sqlite:///path.db`` or ``redis://host:port/db``.
+            ``sqlite:///path.db`` or ``redis://host:port/db``; by default
+            ``conversations.db`` in :func:`data_dir`.
         idle_ttl: ``CHAT_IDLE_TTL``, seconds after which an idle conversation is dropped.
         max_message_chars: ``CHAT_MAX_MESSAGE_CHARS``, the longest user message accepted.
         system_prompt: ``CHAT_SYSTEM_PROMPT``, used when a conversation starts without one.
@@ -63,7 +89,7 @@ class ChatSettings:
             base_url=base_url,
             timeout=env_float(env, "OPENAI_TIMEOUT", 60.0, minimum=0.001),
             max_retries=env_int(env, "OPENAI_MAX_RETRIES", 2, minimum=0),
-            store=env.get("CHAT_STORE") or DEFAULT_STORE,
+            store=env.get("CHAT_STORE") or default_store(env),
             idle_ttl=env_float(env, "CHAT_IDLE_TTL", 24 * 3600.0, minimum=0.001),
             max_message_chars=env_int(env, "CHAT_MAX_MESSAGE_CHARS", 32_000, minimum=1),
             system_prompt=env.get("CHAT_SYSTEM_PROMPT") or DEFAULT_SYSTEM_PROMPT,

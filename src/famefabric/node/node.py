@@ -12,6 +12,8 @@ work, each in its own module:
 * :class:`~famefabric.node.outbox.Outbox` sends application envelopes now, or
   queues them while disconnected.
 
+They are built and wired to each other in :mod:`famefabric.node.assembly`.
+
 Every task the node starts lives in its :class:`~famefabric.node.tasks.TaskScope`,
 an :class:`asyncio.TaskGroup` entered through an :class:`~contextlib.AsyncExitStack`
 by ``__aenter__`` and left by ``__aexit__``; :meth:`Node.close` cancels them. ``__aenter__`` starts the
@@ -26,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import ssl
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from types import TracebackType
@@ -35,24 +36,19 @@ from typing import Any, TypeVar
 from famefabric.clock import timestamp
 from famefabric.envelope_log import EnvelopePrinter
 from famefabric.errors import (
-    ConfigurationError,
     ConnectionClosed,
     FabricError,
     JSONValue,
 )
 from famefabric.node import wire
+from famefabric.node.assembly import Hooks, admission_bases, assemble
 from famefabric.node.backoff import backoff_delays
-from famefabric.node.binder import Binder
 from famefabric.node.connector import websocket_connector
 from famefabric.node.dispatch import Handler
-from famefabric.node.inbound import Inbound
 from famefabric.node.link import Connector, close_quietly
-from famefabric.node.outbox import Outbox
-from famefabric.node.registrar import Registrar
-from famefabric.node.rpc import RpcClient, Stream
-from famefabric.node.sender import Sender
+from famefabric.node.rpc import Stream
 from famefabric.node.state import LinkEvent, LinkState, LinkStateMachine
-from famefabric.node.supervisor import NodeEvent, Supervisor, Timing
+from famefabric.node.supervisor import NodeEvent, Timing
 from famefabric.node.tasks import TaskScope, TaskStatus, start
 from famefabric.options import count, positive_seconds
 from famefabric.protocol.address import RPC_PARTICIPANT_PREFIX
@@ -65,11 +61,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-DEFAULT_ADMISSION_URL = "ws://127.0.0.1:8000/fame/v1/attach/ws/downstream"
 HANDLER_SHUTDOWN_TIMEOUT = 5.0
 """Seconds ``close`` waits for cancelled handlers to finish."""
-
-_SYSTEM_ID = re.compile(r"[A-Za-z0-9._-]+")
 
 
 class Node:
@@ -128,10 +121,7 @@ class Node:
         token: TokenProvider | None = None,
         tls: ssl.SSLContext | None = None,
     ) -> None:
-        base = DEFAULT_ADMISSION_URL if admission_url is None else admission_url
-        bases = [part.strip() for part in base.split(",") if part.strip()] or [base]
-        for each in bases:
-            _check_target(each, default_connect=connect is None, system_id=system_id)
+        bases = admission_bases(admission_url, default_connect=connect is None, system_id=system_id)
         heartbeat_interval = positive_seconds("heartbeat_interval", heartbeat_interval)
         heartbeat_timeout = positive_seconds("heartbeat_timeout", heartbeat_timeout)
         default_timeout = positive_seconds("default_timeout", default_timeout)
@@ -143,29 +133,12 @@ class Node:
         url, *fallback_urls = (f"{each.rstrip('/')}/{self.system_id}" for each in bases)
         self._reconnect = reconnect
         self._token = token
-        self._machine = LinkStateMachine()
-        self._sender = Sender(
-            system_id=self.system_id, machine=self._machine, spawn=self._spawn_quietly
-        )
-        self._rpc = RpcClient(
-            submit=self._sender.submit,
-            send_notice=self._sender.send_notice,
-            default_timeout=default_timeout,
-        )
-        self._binder = Binder(system_id=self.system_id)
-        self._bindings = self._binder.bindings
-        self._outbox = Outbox(max_queued=max_queued, inbox_id=self._rpc.inbox_id)
-        self._inbound = Inbound(
+        self._machine = machine = LinkStateMachine()
+        parts = assemble(
             system_id=self.system_id,
-            bindings=self._bindings,
-            rpc=self._rpc,
-            binder=self._binder,
-            spawn=self._spawn_quietly,
-            send=self._sender.send_quietly,
-        )
-        self._supervisor = Supervisor(
+            machine=machine,
             url=url,
-            system_id=self.system_id,
+            fallback_urls=fallback_urls,
             connect=connect or websocket_connector(token, tls),
             accepted_logicals=accepted_logicals,
             timing=Timing(
@@ -177,28 +150,24 @@ class Node:
                 backoff=backoff or backoff_delays,
             ),
             printer=(printer or EnvelopePrinter(label=self.system_id)) if show_envelopes else None,
-            inbound=self._inbound,
-            binder=self._binder,
-            outbox=self._outbox,
-            rpc=self._rpc,
-            emit=self._emit,
-            spawn=self._spawn_quietly,
-            machine=self._machine,
-            can_renew_token=self._can_renew_token,
-            fallback_urls=fallback_urls,
+            max_queued=max_queued,
+            default_timeout=default_timeout,
+            hooks=Hooks(
+                spawn=self._spawn_quietly,
+                emit=self._emit,
+                can_renew_token=self._can_renew_token,
+                reply_address=lambda: self.reply_address,
+                keeps_trying=lambda: self._reconnect and machine.is_running,
+            ),
         )
-        self._registrar = Registrar(
-            system_id=self.system_id,
-            binder=self._binder,
-            current_link=lambda: self._supervisor.link,
-            keeps_trying=lambda: self._reconnect and self._machine.is_running,
-        )
-        self._sender.connect(
-            supervisor=self._supervisor,
-            inbound=self._inbound,
-            outbox=self._outbox,
-            reply_address=lambda: self.reply_address,
-        )
+        self._sender = parts.sender
+        self._rpc = parts.rpc
+        self._binder = parts.binder
+        self._bindings = parts.binder.bindings
+        self._outbox = parts.outbox
+        self._inbound = parts.inbound
+        self._supervisor = parts.supervisor
+        self._registrar = parts.registrar
         self._listeners: list[Callable[[NodeEvent], None]] = []
         self._scope = TaskScope()
         self._runner: asyncio.Task[None] | None = None
@@ -500,14 +469,3 @@ class Node:
             OperationTimeout: no ack within 20 s.
         """
         await self._registrar.unbind(address)
-
-
-def _check_target(admission_url: str, *, default_connect: bool, system_id: str | None) -> None:
-    if default_connect and not admission_url.startswith(("ws://", "wss://")):
-        raise ConfigurationError(
-            f"admission_url={admission_url!r} is not a WebSocket URL: expected ws://HOST:PORT/..."
-        )
-    if system_id is not None and not _SYSTEM_ID.fullmatch(system_id):
-        raise ConfigurationError(
-            f"system_id={system_id!r} is not a valid path segment: use letters, digits, '.', '_', '-'"
-        )

@@ -8,6 +8,7 @@ import signal
 from collections.abc import Callable
 
 from famefabric.errors import ConfigurationError
+from famefabric.log_limits import install_repeat_filter
 from famefabric.security import TokenVerifier
 from famefabric.sentinel.admission_limits import AdmissionLimits
 from famefabric.sentinel.cluster import ClusterSettings
@@ -93,7 +94,8 @@ def run_sentinel(
 ) -> None:
     """Configure logging and run :func:`serve_sentinel` in a new event loop.
 
-    Uses uvloop when it is installed. Returns normally after SIGINT/SIGTERM.
+    Identical warnings beyond ``FAME_LOG_REPEAT_BURST`` are counted, not
+    written (:mod:`famefabric.log_limits`). Uses uvloop when it is installed. Returns normally after SIGINT/SIGTERM.
     What is not given is read from the environment, once, here:
     ``FAME_LISTENER_PORT`` (default 8000), ``FAME_NODE_ID``,
     ``FAME_SHOW_ENVELOPES``, the ``FAME_SENTINEL_*`` limits
@@ -115,6 +117,7 @@ def run_sentinel(
             f"log level {log_level!r} is not valid: expected debug, info, warning or error"
         )
     logging.basicConfig(level=level, format=LOG_FORMAT)
+    install_repeat_filter()
     env = FabricSettings.from_env()
     port = env.listener_port if port is None else port
     system_id = env.node_id if system_id is None else system_id

@@ -33,7 +33,6 @@ after the authorization rules of :mod:`famefabric.sentinel.authorization`.
 
 from __future__ import annotations
 
-import enum
 import logging
 from typing import Any
 
@@ -44,7 +43,6 @@ from famefabric.errors import ProtocolError
 from famefabric.protocol import envelopes
 from famefabric.protocol.address import parse_address
 from famefabric.protocol.codec import (
-    frame_from_dict,
     nested_deeper_than,
     parse_object,
     salvage_object,
@@ -55,11 +53,11 @@ from famefabric.protocol.frames import (
     FRAME_TYPES,
     IGNORED_FRAME_TYPES,
     INITIAL_CREDITS,
-    NodeAttachAck,
 )
 from famefabric.protocol.ids import new_id
 from famefabric.routing.permissions import Identity
 from famefabric.sentinel import authorization
+from famefabric.sentinel.attach import handle_attach
 from famefabric.sentinel.control import answer_control
 from famefabric.sentinel.outbound import OutboundQueue
 from famefabric.sentinel.router import (
@@ -71,6 +69,7 @@ from famefabric.sentinel.router import (
     Router,
     Send,
 )
+from famefabric.sentinel.states import TRANSITIONS, Event, SessionState
 
 log = logging.getLogger("famefabric.sentinel")
 
@@ -88,41 +87,7 @@ when a grant leaves plus the 32 that grant allows: 64 since our last grant.
 _ROUTED = frozenset({"Data", "DeliveryAck"})
 _NO_ACTIONS: list[Action] = []
 
-
-class SessionState(enum.Enum):
-    """Where a child connection is in its life (see the module docstring)."""
-
-    AWAITING_ATTACH = "awaiting attach"
-    ATTACHED = "attached"
-    REPLACED = "replaced"
-    CLOSING = "closing"
-    CLOSED = "closed"
-
-
-class Event(enum.Enum):
-    """What moves a session from one state to another."""
-
-    ATTACH = "attach"
-    REFUSE = "refuse"
-    REPLACE = "replace"
-    CLOSE = "close"
-    LINK_CLOSED = "link closed"
-
-
-_S = SessionState
-TRANSITIONS: dict[tuple[SessionState, Event], SessionState] = {
-    (_S.AWAITING_ATTACH, Event.ATTACH): _S.ATTACHED,
-    (_S.AWAITING_ATTACH, Event.REFUSE): _S.CLOSING,
-    (_S.ATTACHED, Event.ATTACH): _S.ATTACHED,
-    (_S.ATTACHED, Event.REFUSE): _S.CLOSING,
-    (_S.ATTACHED, Event.REPLACE): _S.REPLACED,
-    (_S.AWAITING_ATTACH, Event.CLOSE): _S.CLOSING,
-    (_S.ATTACHED, Event.CLOSE): _S.CLOSING,
-    (_S.REPLACED, Event.CLOSE): _S.CLOSING,
-    (_S.CLOSING, Event.CLOSE): _S.CLOSING,
-    **{(state, Event.LINK_CLOSED): _S.CLOSED for state in SessionState},
-}
-"""Every allowed (state, event) pair and the state it leads to; others are errors."""
+__all__ = ["TRANSITIONS", "ChildSession", "Event", "SessionState"]
 
 
 class ChildSession:
@@ -325,11 +290,11 @@ class ChildSession:
                 return out
         if self.state is SessionState.AWAITING_ATTACH:
             if frame_type == "NodeAttach":
-                self._attach(envelope, frame, out, now)
+                handle_attach(self, envelope, frame, out, now)
             elif not self._buffer(envelope, size):
                 self.warn("dropped a %s envelope: too many before the attach", frame_type)
             return out
-        self._dispatch(envelope, frame, frame_type, size, out, now)
+        self.dispatch(envelope, frame, frame_type, size, out, now)
         return out
 
     def release_credits(self, out: list[Action]) -> None:
@@ -360,7 +325,7 @@ class ChildSession:
         out.append(Close(self, 1008, close_reason))
         return out
 
-    def _dispatch(
+    def dispatch(
         self,
         envelope: dict[str, Any],
         frame: dict[str, Any],
@@ -373,7 +338,7 @@ class ChildSession:
             if self._authorized(envelope, frame, frame_type, out, now):
                 out.extend(self.router.forward(self, envelope, size, now))
         elif frame_type == "NodeAttach":
-            self._attach(envelope, frame, out, now)
+            handle_attach(self, envelope, frame, out, now)
         elif frame_type in IGNORED_FRAME_TYPES:
             log.debug("node %s: ignored a %s frame", self.node_id, frame_type)
         elif frame_type not in FRAME_TYPES:
@@ -387,9 +352,9 @@ class ChildSession:
             if ack is None:
                 self.warn("dropped a %s frame: not expected from a node", frame_type)
                 return
-            out.append(self._answer(ack, envelope))
+            out.append(self.answer(ack, envelope))
 
-    def _answer(self, frame: Any, request: dict[str, Any], *, with_sid: bool = True) -> Send:
+    def answer(self, frame: Any, request: dict[str, Any], *, with_sid: bool = True) -> Send:
         return self.own(
             envelopes.answer(
                 frame,
@@ -421,71 +386,6 @@ class ChildSession:
         self.pending.append((envelope, size))
         self.pending_bytes += size
         return True
-
-    # -- attach ----------------------------------------------------------------
-
-    def _attach(
-        self, envelope: dict[str, Any], frame: dict[str, Any], out: list[Action], now: float
-    ) -> None:
-        """Answer ``NodeAttach`` (§4.2, §5.1, §5.2, §5.8)."""
-        router = self.router
-        node_id = self.node_id
-        ref_id = _text(envelope.get("id")) or new_id()
-        refusal: str | None = None
-        close_reason = ""
-        claimed = frame.get("systemId")
-        older = router.live.get(node_id)
-        try:
-            frame_from_dict(frame)
-        except ProtocolError as exc:
-            refusal, close_reason = str(exc), "invalid NodeAttach"
-        if refusal is None and claimed != node_id:
-            refusal = f"systemId {claimed!r:.80} does not match the attach URL's {node_id!r}"
-            close_reason = "systemId does not match the attach URL"
-        if refusal is None and older is not None and older is not self:
-            if _subject(older.identity) != _subject(self.identity):
-                refusal = (
-                    f"system id {node_id!r} is attached with another identity; "
-                    "a connection may replace it only with the same identity"
-                )
-                close_reason = "system id in use by another identity"
-        if refusal is not None:
-            log.warning("node %s: refused an attach: %s", node_id, refusal)
-            ack = NodeAttachAck(ok=False, reason=refusal, ref_id=ref_id)
-            out.append(self._answer(ack, envelope, with_sid=False))
-            self.transition(Event.REFUSE)
-            self.closing(1008, close_reason)
-            out.append(Close(self, 1008, close_reason))
-            return
-        reattach = self.state is SessionState.ATTACHED
-        if not reattach:
-            if older is not None:
-                if older.state is SessionState.ATTACHED:
-                    older.transition(Event.REPLACE)
-                older.closing(1000, "replaced by a newer connection")
-                out.append(Close(older, 1000, "replaced by a newer connection"))
-                log.info("node %s attached again; closing its older connection", node_id)
-            router.live[node_id] = self
-            router.table.add_node(node_id)
-        self.transition(Event.ATTACH)
-        ack = NodeAttachAck(
-            ok=True,
-            ref_id=ref_id,
-            target_system_id=router.system_id,
-            target_physical_path=router.path,
-            assigned_path=self.path,
-            routing_epoch=self.epoch,
-        )
-        out.append(self._answer(ack, envelope, with_sid=False))
-        if reattach:
-            log.debug("node %s: re-acknowledged a second NodeAttach", node_id)
-            return
-        who = f" as {self.identity.subject!r}" if self.identity is not None else " (anonymous)"
-        log.info("node %s attached%s at %s (epoch %s)", node_id, who, self.path, self.epoch)
-        pending, self.pending, self.pending_bytes = self.pending, [], 0
-        for buffered, size in pending:
-            frame = buffered["frame"]
-            self._dispatch(buffered, frame, frame["type"], size, out, now)
 
     # -- authorization ---------------------------------------------------------
 
@@ -533,10 +433,6 @@ class ChildSession:
             identity.subject,
         )
         return False
-
-
-def _subject(identity: Identity | None) -> str | None:
-    return None if identity is None else identity.subject
 
 
 def _text(value: object) -> str | None:

@@ -1,7 +1,7 @@
 // The web chat: sign-in, the conversation list, one conversation, streaming turns.
 
 import { ApiError, Gateway } from "./api.js";
-import { forgetToken, loadToken, saveToken, takeLoginCode } from "./auth.js";
+import { forgetToken, loadToken, saveToken, takeLinkToken } from "./auth.js";
 import { renderInto } from "./render.js";
 
 const DEFAULT_MODEL = "chat@fame.fabric";
@@ -163,22 +163,6 @@ function showSignin(message) {
   ui.signinError.hidden = !message;
   ui.signinError.textContent = message ? `error: ${message}` : "";
   ui.signinToken.focus();
-}
-
-async function exchangeLoginCode(code) {
-  const response = await fetch("/v1/login", {
-    method: "POST",
-    headers: { "Content-Type": "application/json", Accept: "application/json" },
-    body: JSON.stringify({ code }),
-    cache: "no-store",
-  });
-  const body = await response.json().catch(() => null);
-  if (!response.ok || typeof body?.token !== "string") {
-    throw new ApiError(body?.error?.message || "the login link was not accepted: it works once and expires; ask for a new one", {
-      status: response.status,
-    });
-  }
-  return body.token;
 }
 
 /** Check the token (or that none is needed) with GET /v1/models; start the chat if it passes. */
@@ -474,15 +458,8 @@ async function start() {
 }
 
 async function boot() {
-  const code = takeLoginCode();
-  if (code) {
-    try {
-      saveToken(await exchangeLoginCode(code));
-    } catch (exc) {
-      showSignin(describe(exc));
-      return;
-    }
-  }
+  const linked = takeLinkToken();
+  if (linked) saveToken(linked);
   if (await connect()) await start();
 }
 

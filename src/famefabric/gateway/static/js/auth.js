@@ -23,16 +23,16 @@ export function forgetToken() {
 }
 
 /**
- * A one-time login link carries its code in the URL fragment (#login=...), which
- * browsers never send to a server. Take it out of the address bar at once and
- * return it, or null.
+ * A sign-in link carries a token in the URL fragment (#token=...), which browsers
+ * never send to a server or in a Referer. Take it out of the address bar (and so
+ * out of this history entry) at once and return it, or null.
  */
-export function takeLoginCode() {
+export function takeLinkToken() {
   const fragment = new URLSearchParams(location.hash.slice(1));
-  const code = fragment.get("login");
-  if (!code) return null;
-  fragment.delete("login");
+  const token = fragment.get("token");
+  if (!token) return null;
+  fragment.delete("token");
   const rest = fragment.toString();
   history.replaceState(history.state, "", location.pathname + location.search + (rest ? `#${rest}` : ""));
-  return code;
+  return token.trim() || null;
 }

@@ -1,0 +1,37 @@
+"""``fame conversations list``: one line per stored conversation, newest first.
+
+Each line holds the id, the number of stored messages and the first words of
+the first user message, so a conversation can be recognised without ``show``.
+"""
+
+from __future__ import annotations
+
+from famefabric.chat.conversation import ConversationState
+from famefabric.chat.store import ConversationStore
+
+PREVIEW_CHARS = 60
+
+
+def describe(state: ConversationState) -> str:
+    """Return the listing line of one conversation."""
+    first = next((m.content for m in state.history if m.role == "user"), "")
+    words = " ".join(first.split())
+    if len(words) > PREVIEW_CHARS:
+        words = words[: PREVIEW_CHARS - 1].rstrip() + "…"
+    count = len(state.history)
+    noun = "message" if count == 1 else "messages"
+    preview = f'"{words}"' if words else "(no messages yet)"
+    return f"{state.conversation_id}  {count:>3} {noun:<8}  {preview}"
+
+
+async def list_conversations(store: ConversationStore, *, limit: int = 100) -> list[str]:
+    """Return the listing lines of up to ``limit`` conversations, most recently active first.
+
+    A conversation that ends between listing and loading is left out.
+    """
+    lines = []
+    for conversation_id in await store.list_ids(limit=limit):
+        state = await store.load(conversation_id)
+        if state is not None:
+            lines.append(describe(state))
+    return lines

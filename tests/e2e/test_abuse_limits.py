@@ -1,0 +1,156 @@
+"""Admission abuse against a real sentinel process: connection floods, attach bursts, log floods.
+
+Counts are scaled to keep the module well under a minute on a loaded 2-core
+machine: a connection limit of 20 instead of 10,000 (the logic is the same
+at any size), 200 refused handshakes for the log flood, and 1,000
+simultaneous TCP connects for the backlog (the number the requirement names).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import socket
+import time
+
+import pytest
+from support.agents import our_echo_agent, start_agents
+from support.pool import ProcessPool
+from support.sentinels import OurSentinel, read_health
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import InvalidStatus
+
+from famefabric import FameFabric
+from famefabric.agent import RemoteAgent
+from famefabric.sentinel.admission_limits import system_backlog
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
+
+ECHO = "echo@fame.fabric"
+MAX_CONNECTIONS = 20
+WAIT = 20.0
+
+
+class CappedSentinel(OurSentinel):
+    """Our sentinel with a small connection limit and a 1 s log-repeat window."""
+
+    def _env(self) -> dict[str, str]:
+        return {
+            "FAME_SENTINEL_MAX_CONNECTIONS": str(MAX_CONNECTIONS),
+            "FAME_LOG_REPEAT_WINDOW": "1",
+        }
+
+
+async def refused(url: str) -> tuple[int, str | None, str]:
+    """Try a handshake that must be refused; return status, Retry-After and body."""
+    with pytest.raises(InvalidStatus) as caught:
+        async with asyncio.timeout(WAIT):
+            await connect(url)
+    response = caught.value.response
+    return response.status_code, response.headers.get("Retry-After"), response.body.decode()
+
+
+async def test_at_the_connection_limit_attaches_get_503_and_everyone_else_carries_on(
+    processes: ProcessPool,
+) -> None:
+    sentinel = CappedSentinel(node_id="cappedSentinel1", name="capped", log_dir=processes.log_dir)
+    processes.processes.append(sentinel.process)
+    await sentinel.start()
+    await start_agents(processes, sentinel, [our_echo_agent(ECHO)])
+    async with FameFabric.create(admission_url=sentinel.admission_url, call_timeout=10) as fabric:
+        echo = RemoteAgent(ECHO, fabric=fabric)
+        # The agent and this client hold two places; plain WebSockets take the rest.
+        fillers: list[ClientConnection] = []
+        for i in range(MAX_CONNECTIONS - 2):
+            fillers.append(await connect(f"{sentinel.admission_url}/filler{i}"))
+        url = f"{sentinel.admission_url}/oneTooMany"
+        status, retry_after, body = await refused(url)
+        assert (status, retry_after) == (503, "5")
+        assert body == (
+            f"sentinel is at its limit of {MAX_CONNECTIONS} connections "
+            "(FAME_SENTINEL_MAX_CONNECTIONS); try again in 5 s\n"
+        )
+        # A flood of refused handshakes: health answers and calls go through meanwhile.
+        flood = [refused(url) for _ in range(200)]
+        health = await read_health(sentinel.port, timeout=5.0)
+        results = await asyncio.gather(*flood)
+        assert {status for status, _, _ in results} == {503}
+        assert health is not None and health["status"] == "healthy"
+        started = time.monotonic()
+        assert await echo.echo("still served") == "still served"
+        assert time.monotonic() - started < 2.0
+        # The refusals did not flood the log: 10 lines per second, then a count.
+        line = "refused an attach with 503: at the limit of 20 connections"
+        assert 10 <= sentinel.process.count(re.escape(line) + "$") <= 30
+        await asyncio.sleep(1.1)  # the repeat window of this sentinel
+        await refused(url)
+        await sentinel.process.wait_for_line(
+            re.escape(line) + r" \(… and [\d,]+ more in the last \d s\)$",
+            stream="stderr",
+            within=WAIT,
+            what="the count of refusals left out of the log",
+        )
+        # Places free up when nodes leave.
+        await fillers.pop().close()
+        async with asyncio.timeout(WAIT):
+            while True:
+                try:
+                    late = await connect(f"{sentinel.admission_url}/lateNode")
+                    break
+                except InvalidStatus:
+                    await asyncio.sleep(0.05)
+        await late.close()
+        for filler in fillers:
+            await filler.close()
+
+
+async def test_a_burst_of_1000_connects_is_queued_by_the_kernel_not_dropped(
+    processes: ProcessPool,
+) -> None:
+    """While the sentinel is stopped (SIGSTOP), 1,000 connects complete into its backlog."""
+    burst = 1000
+    if system_backlog() < burst:
+        pytest.skip(f"net.core.somaxconn is {system_backlog()}, below {burst}")
+    sentinel = await processes.our_sentinel(node_id="burstSentinel01", name="burst")
+    pid = sentinel.process.pid
+    assert pid is not None
+    sockets: list[socket.socket] = []
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        loop = asyncio.get_running_loop()
+
+        async def open_one() -> socket.socket:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setblocking(False)
+            sockets.append(sock)
+            await loop.sock_connect(sock, ("127.0.0.1", sentinel.port))
+            return sock
+
+        started = time.monotonic()
+        # A SYN the kernel drops is retried after 1 s: connects that all finish
+        # well within that mean none was dropped.
+        async with asyncio.timeout(0.9):
+            await asyncio.gather(*(open_one() for _ in range(burst)))
+        connect_time = time.monotonic() - started
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    try:
+        # Now the sentinel accepts them all: each does a real WebSocket handshake.
+        request = (
+            "GET /fame/v1/attach/ws/downstream/burst{i} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+
+        async def handshake(i: int, sock: socket.socket) -> bytes:
+            await loop.sock_sendall(sock, request.format(i=i).encode())
+            return await loop.sock_recv(sock, 12)
+
+        async with asyncio.timeout(60):
+            answers = await asyncio.gather(*(handshake(i, s) for i, s in enumerate(sockets)))
+        assert set(answers) == {b"HTTP/1.1 101"}, f"connects took {connect_time:.3f} s"
+    finally:
+        for sock in sockets:
+            sock.close()
