@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks import chat, cluster, coldstart, echo, memory, profile, report, swarm
+from benchmarks import chat, cluster, coldstart, echo, gateway, memory, profile, report, swarm
 from benchmarks.common import PYTHON, RESULTS_DIR, Bench, Config, machine_busy
 from benchmarks.procs import ROOT, Supervisor
 
@@ -33,6 +33,7 @@ Section = Callable[[Bench], Awaitable[None]]
 SECTIONS: dict[str, Section] = {
     "echo": echo.run,
     "chat": chat.run,
+    "gateway": gateway.run,
     "memory": memory.run,
     "swarm": swarm.run,
     "coldstart": coldstart.run,
@@ -45,6 +46,7 @@ report.SECTION_TABLES.append(cluster.table)
 MIN_SECONDS = {
     "echo": 30.0,
     "chat": 20.0,
+    "gateway": 20.0,
     "memory": 20.0,
     "swarm": 20.0,
     "coldstart": 15.0,

@@ -17,10 +17,19 @@ from typing import Any
 
 from benchmarks.common import INTEROP_PYTHON, PYTHON, Bench, admission_env, wait_http_ok
 from benchmarks.procs import ROOT, Proc, ProcessFailed, free_port
+from benchmarks.security import security_systems
 
 ECHO_ADDRESS = "echo@fame.fabric"
 UVLOOP_ADDRESS = "ecuv@fame.fabric"  # same length as ECHO_ADDRESS: same envelope sizes
-SYSTEMS = ("ws_direct", "ws_relay", "fabric", "fabric_uvloop", "naylence")
+SYSTEMS = (
+    "ws_direct",
+    "ws_relay",
+    "fabric",
+    "fabric_auth",
+    "fabric_tls",
+    "fabric_uvloop",
+    "naylence",
+)
 INTEROP_SETUP_TIMEOUT = 300.0
 
 
@@ -283,6 +292,7 @@ async def run(bench: Bench) -> None:
                 "router": fabric.sentinel,
                 "server": fabric.agent,
             }
+            systems.update(await security_systems(bench, procs))
             if not bench.config.quick:
                 systems["fabric_uvloop"] = await _uvloop_nodes(bench, fabric, procs)
             if bench.config.naylence:

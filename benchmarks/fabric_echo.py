@@ -24,10 +24,12 @@ from typing import Any
 from benchmarks import driver
 from famefabric import Agent, BaseAgent, FameFabric, operation
 from famefabric.node import Node
+from famefabric.node.connector import websocket_connector
 from famefabric.protocol import jsonrpc
+from famefabric.security import token_provider_from_env
+from famefabric.security.tls import client_context_from_env
 from famefabric.settings import FabricSettings
 from famefabric.transport import Transport
-from famefabric.transport import websocket as ws_transport
 
 DEFAULT_TEXT = "Hello, fabric!"
 
@@ -92,9 +94,11 @@ def _data_envelopes(messages: list[bytes]) -> list[bytes]:
 async def measure_sizes(admission_url: str, address: str, text: str) -> dict[str, Any]:
     """Make one echo call on a recording connection; return the envelopes' sizes."""
     recorders: list[RecordingTransport] = []
+    # The node's own connector: it presents FAME_TOKEN* and trusts FAME_TLS_CA.
+    base = websocket_connector(token_provider_from_env(), client_context_from_env())
 
     async def connect(url: str) -> Transport:
-        transport = RecordingTransport(await ws_transport.connect(url))
+        transport = RecordingTransport(await base(url))
         recorders.append(transport)
         return transport
 

@@ -160,6 +160,54 @@ def _series(items: list[dict[str, Any]] | None, *path: str) -> list[float]:
     return out
 
 
+def gateway_figures(gateway: dict[str, Any]) -> list[Figure]:
+    """The HTTP gateway's rows: SSE time to first token, and concurrent streams held."""
+    out: list[Figure] = []
+    ttft = gateway.get("ttft", [])
+    if ttft:
+        out.append(
+            Figure(
+                "gateway.ttft",
+                "Time to first token p50 — gateway SSE (openai SDK) vs direct stream=True",
+                "ms",
+                _series(ttft, "gateway", "first_piece", "p50_ms"),
+                "direct",
+                _series(ttft, "direct", "first_piece", "p50_ms"),
+                "diff",
+                ("<=", 3.0),
+                "≤ direct + 3 ms",
+            )
+        )
+        out.append(
+            Figure(
+                "gateway.ttft_http",
+                "Time to first token p50 — gateway SSE vs stream_turn over the fabric (HTTP's own cost)",
+                "ms",
+                _series(ttft, "gateway", "first_piece", "p50_ms"),
+                "fabric",
+                _series(ttft, "fabric", "first_piece", "p50_ms"),
+                "diff",
+            )
+        )
+    streams = gateway.get("streams")
+    if isinstance(streams, dict) and streams.get("count"):
+        out.append(
+            Figure(
+                "gateway.streams",
+                f"Concurrent SSE streams through the gateway, completed whole of "
+                f"{streams['count']} (peak open {streams.get('peak_open', 0)})",
+                "streams",
+                [float(streams.get("completed", 0))],
+                "opened",
+                [float(streams["count"])],
+                "ratio",
+                (">=", 1.0),
+                "all hold",
+            )
+        )
+    return out
+
+
 def figures(results: dict[str, Any]) -> list[Figure]:
     """Every figure the results allow, targets first within each section."""
     out: list[Figure] = []
@@ -242,6 +290,39 @@ def figures(results: dict[str, Any]) -> list[Figure]:
                         "≥ 30x reference" if target else "",
                     )
                 )
+    for system, what, p50_limit, tp_limit in (
+        ("fabric_auth", "tokens on", 1.05, 0.95),
+        ("fabric_tls", "TLS on", 1.25, 0.8),
+    ):
+        secured = echo.get(system, {})
+        if not secured.get("latency") or not fabric_p50:
+            continue
+        out.append(
+            Figure(
+                f"echo.p50_{system.removeprefix('fabric_')}_vs_plain",
+                f"Echo RPC sequential p50 — famefabric with {what} vs without",
+                "ms",
+                _series(secured.get("latency"), "p50_ms"),
+                "plain famefabric",
+                fabric_p50,
+                "ratio",
+                ("<=", p50_limit),
+                f"≤ {p50_limit:g}x plain",
+            )
+        )
+        out.append(
+            Figure(
+                f"echo.tp64_{system.removeprefix('fabric_')}_vs_plain",
+                f"Echo RPC throughput, 64 in flight — famefabric with {what} vs without",
+                "calls/s",
+                _series(secured.get("throughput", {}).get("64"), "rate"),
+                "plain famefabric",
+                _series(fabric.get("throughput", {}).get("64"), "rate"),
+                "ratio",
+                (">=", tp_limit),
+                f"≥ {tp_limit:g}x plain",
+            )
+        )
     uv = echo.get("fabric_uvloop", {})
     if uv.get("latency"):
         out.append(
@@ -334,6 +415,7 @@ def figures(results: dict[str, Any]) -> list[Figure]:
                     "diff",
                 )
             )
+    out.extend(gateway_figures(results.get("gateway", {})))
     memory = results.get("memory", {})
     for store, label in (("memory", "in-memory"), ("sqlite", "SQLite")):
         runs = memory.get(store) or []

@@ -29,9 +29,14 @@ LLM_PORT="${FAME_DEMO_LLM_PORT:-8011}"
 health_url() { echo "http://127.0.0.1:$1/fame/v1/attach/health"; }
 attach_url() { echo "ws://127.0.0.1:$1/fame/v1/attach/ws/downstream"; }
 
+# The sentinel requires tokens: scripts/credentials.sh creates the secret and the
+# per-process tokens (0600) under $RUN_DIR the first time; processes read them from
+# files (FAME_TOKEN_FILE, --auth-secret-file), Docker from the env file, never argv.
+credentials() { FAME_BIN="$BIN" scripts/credentials.sh "$RUN_DIR" >/dev/null; }
+
 compose() {
-  if docker compose version >/dev/null 2>&1; then docker compose "$@";
-  else docker-compose "$@"; fi
+  if docker compose version >/dev/null 2>&1; then docker compose --env-file "$RUN_DIR/compose.env" "$@";
+  else docker-compose --env-file "$RUN_DIR/compose.env" "$@"; fi
 }
 
 docker_usable() {
@@ -185,7 +190,8 @@ start_local() {
   fi
   if ! alive sentinel; then
     port_free "$PORT" || refuse_taken_port "$PORT" sentinel FAME_LISTENER_PORT
-    detach sentinel "$BIN/fame" sentinel --port "$PORT"
+    detach sentinel "$BIN/fame" sentinel --host 127.0.0.1 --port "$PORT" \
+      --auth-secret-file "$RUN_DIR/auth-secret"
   fi
   wait_health "$PORT" 0 "$(cat "$RUN_DIR/sentinel.pid")" || failed sentinel sentinel
   if [ "$(requested_llm)" = echo ]; then
@@ -204,6 +210,7 @@ start_local() {
   saved_model="${MODEL_NAME:-}"
   if ! alive agent; then
     FAME_DIRECT_ADMISSION_URL="$(attach_url "$PORT")" FAME_SESSION_MAX_INITIAL_ATTEMPTS=5 \
+      FAME_TOKEN= FAME_ADMISSION_TOKEN_URL= FAME_TOKEN_FILE="$RUN_DIR/tokens/agent.token" \
       detach agent "$BIN/fame" agent chat
   fi
   wait_health "$PORT" 1 "$(cat "$RUN_DIR/agent.pid")" || failed "chat agent" agent
@@ -214,8 +221,30 @@ start_local() {
   show_urls
 }
 
+# The HTTP gateway (web chat + OpenAI-compatible API), a local process in both modes.
+GATEWAY_PORT="${FAME_GATEWAY_PORT:-8080}"
+start_gateway() {
+  if ! alive gateway; then
+    port_free "$GATEWAY_PORT" || refuse_taken_port "$GATEWAY_PORT" gateway FAME_GATEWAY_PORT
+    FAME_DIRECT_ADMISSION_URL="$(attach_url "$PORT")" FAME_GATEWAY_PORT="$GATEWAY_PORT" \
+      detach gateway "$BIN/fame" gateway
+  fi
+  "$BIN/python" - "http://127.0.0.1:${GATEWAY_PORT}/healthz" <<'PY' || failed gateway gateway
+import sys, time, urllib.request
+deadline = time.monotonic() + 20
+while time.monotonic() < deadline:
+    try:
+        with urllib.request.urlopen(sys.argv[1], timeout=1):
+            sys.exit(0)
+    except OSError:
+        time.sleep(0.1)
+sys.exit(1)
+PY
+  echo "  web chat and OpenAI-compatible API: http://127.0.0.1:${GATEWAY_PORT}/   (API docs: /docs)"
+}
+
 stop_local() {
-  for name in agent llm sentinel; do
+  for name in gateway agent llm sentinel; do
     if alive "$name"; then
       kill "$(cat "$RUN_DIR/$name.pid")" 2>/dev/null || true
       for _ in $(seq 50); do alive "$name" || break; sleep 0.1; done
@@ -228,8 +257,9 @@ stop_local() {
 }
 
 start() {
+  credentials
   if [ -f "$RUN_DIR/mode" ] && [ "$(cat "$RUN_DIR/mode")" = docker ]; then
-    compose up -d; echo "running with Docker Compose"; return
+    compose up -d; echo "running with Docker Compose"; start_gateway; return
   fi
   if use_docker; then
     echo "a Docker engine answers: starting with Docker Compose (FAME_SERVICES=local: local processes)"
@@ -240,6 +270,7 @@ start() {
   else
     start_local
   fi
+  start_gateway
 }
 
 stop() {
@@ -252,7 +283,7 @@ status() {
   local mode
   mode=$(cat "$RUN_DIR/mode" 2>/dev/null || echo "not started")
   echo "mode: $mode"
-  for name in sentinel agent llm; do
+  for name in sentinel agent llm gateway; do
     if alive "$name"; then echo "$name: running (pid $(cat "$RUN_DIR/$name.pid"))";
     elif [ -f "$RUN_DIR/$name.pid" ]; then echo "$name: NOT running (exited; see $RUN_DIR/$name.log)"; fi
   done
@@ -280,6 +311,11 @@ case "${1:-}" in
   chat)
     shift
     export FAME_DIRECT_ADMISSION_URL="${FAME_DIRECT_ADMISSION_URL:-$(attach_url "$PORT")}"
+    # The chat token that `make start` created, unless the caller brings its own.
+    if [ -z "${FAME_TOKEN:-}${FAME_TOKEN_FILE:-}${FAME_ADMISSION_TOKEN_URL:-}" ] &&
+      [ -f "$RUN_DIR/tokens/chat.token" ]; then
+      export FAME_TOKEN_FILE="$RUN_DIR/tokens/chat.token"
+    fi
     if [ -t 0 ]; then
       # Job control gives the chat a process group of its own as the terminal's foreground:
       # Ctrl-C then reaches the chat (which stops a reply, or ends) and not `make` around it.

@@ -3,6 +3,7 @@
 Run a sentinel first (``fame sentinel``), then ``python examples/echo/agent.py``.
 """
 
+import logging
 from collections.abc import AsyncIterator
 
 from famefabric import BaseAgent, operation, serve
@@ -25,4 +26,8 @@ class EchoAgent(BaseAgent):
 
 
 if __name__ == "__main__":
+    # INFO shows the line that says the agent is serving ("EchoAgent serving echo@fame.fabric").
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     serve(EchoAgent(), AGENT_ADDR)

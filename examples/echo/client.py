@@ -1,8 +1,9 @@
 """Calls the echo agent: ``python examples/echo/client.py``."""
 
 import asyncio
+import sys
 
-from famefabric import Agent, FameFabric
+from famefabric import Agent, FabricError, FameFabric
 
 AGENT_ADDR = "echo@fame.fabric"
 
@@ -16,4 +17,7 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except FabricError as exc:
+        sys.exit(f"echo client: {exc}\n(is the sentinel running? 'fame sentinel'; and the agent?)")

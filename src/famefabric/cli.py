@@ -47,7 +47,14 @@ def _parser() -> argparse.ArgumentParser:
 
     sentinel = commands.add_parser("sentinel", help="run a sentinel (the router nodes attach to)")
     sentinel.add_argument(
-        "--host", default="0.0.0.0", help="interface to listen on (default 0.0.0.0)"
+        "--host",
+        default=None,
+        help="interface to listen on (default 0.0.0.0 with authentication, else 127.0.0.1)",
+    )
+    sentinel.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow listening on a non-loopback interface without authentication",
     )
     sentinel.add_argument(
         "--port",
@@ -99,6 +106,16 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         metavar="PATH",
         help="require HS256 tokens signed with the secret in PATH (instead of FAME_AUTH_SECRET)",
+    )
+
+    sentinel.add_argument(
+        "--tls-cert",
+        default=None,
+        metavar="PEM",
+        help="serve TLS with this certificate chain (FAME_TLS_CERT)",
+    )
+    sentinel.add_argument(
+        "--tls-key", default=None, metavar="PEM", help="the certificate's key (FAME_TLS_KEY)"
     )
 
     token = commands.add_parser("token", help="admission tokens")
@@ -289,6 +306,9 @@ def _sentinel(args: argparse.Namespace) -> int:
         backlog=args.backlog,
         auth_secret_file=args.auth_secret_file,
         cluster_url=args.cluster,
+        insecure=args.insecure,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
     )
     return 0
 

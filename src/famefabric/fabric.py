@@ -34,6 +34,7 @@ from famefabric.agent.server import AgentServer
 from famefabric.errors import FabricError
 from famefabric.node import Node
 from famefabric.security import TokenProvider, token_provider_from_env
+from famefabric.security.tls import client_context_from_env
 from famefabric.sentinel import Sentinel
 from famefabric.settings import FabricSettings, check_ws_urls
 from famefabric.transport import Transport
@@ -149,6 +150,7 @@ class FameFabric:
                 default_timeout=self._settings.call_timeout,
                 show_envelopes=self._settings.show_envelopes,
                 token=self._token_provider,
+                tls=None if self._in_process else client_context_from_env(),
             )
             self._node = await self._stack.enter_async_context(node)
         except BaseException:

@@ -573,3 +573,29 @@ def test_constructor_rejects_invalid_arguments(options: dict[str, object], messa
         OpenAIChatModel(**arguments)  # type: ignore[arg-type]
 
     assert str(raised.value) == message
+
+
+async def test_each_failed_call_is_logged_once_at_warning_with_its_code_never_the_key(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level("WARNING", logger="famefabric.chat.openai_model")
+    with OpenAIStubServer(api_key="sk-right") as server:
+        model = make_model(server.url)
+        try:
+            with pytest.raises(ModelAuthenticationError):
+                await model.complete(MESSAGES)
+        finally:
+            await model.aclose()
+    unreachable = make_model(closed_port_url())
+    try:
+        with pytest.raises(ModelUnreachable):
+            await collect(unreachable, [])
+    finally:
+        await unreachable.aclose()
+
+    records = [r for r in caplog.records if r.name == "famefabric.chat.openai_model"]
+    assert [r.levelname for r in records] == ["WARNING", "WARNING"]
+    auth, refused = (r.getMessage() for r in records)
+    assert "failed: llm_auth, HTTP 401" in auth
+    assert "failed: llm_unreachable (APIConnectionError)" in refused
+    assert not any("sk-" in r.getMessage() for r in records)

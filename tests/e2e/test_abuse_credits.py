@@ -19,6 +19,7 @@ import orjson
 import pytest
 from support.agents import our_echo_agent, start_agents
 from support.pool import ProcessPool
+from support.procs import wait_for
 from support.sentinels import OurSentinel
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
@@ -141,7 +142,12 @@ async def test_a_node_sending_past_its_credit_window_is_told_and_disconnected(
     stderr = sentinel.process.stderr()
     assert "node violator01: closing the connection" in stderr
     assert "since its last CreditUpdate; a sender must wait for credits" in stderr
+
     # Only LIMIT requests reached the sink; the rest were refused at the sentinel.
-    assert len([e for e in sink_seen if e["frame"]["type"] == "Data"]) == LIMIT
+    def requests_at_sink() -> int:
+        return len([e for e in sink_seen if e["frame"]["type"] == "Data"])
+
+    assert await wait_for(lambda: requests_at_sink() >= LIMIT, within=WAIT)
+    assert requests_at_sink() == LIMIT
     sink_reader.cancel()
     await sink.close()

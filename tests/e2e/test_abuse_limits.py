@@ -9,21 +9,26 @@ simultaneous TCP connects for the backlog (the number the requirement names).
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import re
 import signal
 import socket
 import time
+from pathlib import Path
+from typing import Any
 
+import orjson
 import pytest
 from support.agents import our_echo_agent, start_agents
 from support.pool import ProcessPool
 from support.sentinels import OurSentinel, read_health
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from famefabric import FameFabric
 from famefabric.agent import RemoteAgent
+from famefabric.protocol.ids import new_id
 from famefabric.sentinel.admission_limits import system_backlog
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
@@ -154,3 +159,151 @@ async def test_a_burst_of_1000_connects_is_queued_by_the_kernel_not_dropped(
     finally:
         for sock in sockets:
             sock.close()
+
+
+WRITE_DEADLINE = 2.0
+
+
+class FloodSentinel(OurSentinel):
+    """Our sentinel with short deadlines, so that offenders are cut off quickly."""
+
+    def _env(self) -> dict[str, str]:
+        return {
+            "FAME_SENTINEL_WRITE_DEADLINE": str(WRITE_DEADLINE),
+            "FAME_SENTINEL_ATTACH_DEADLINE": "2",
+        }
+
+
+async def raw_attach(sentinel: OurSentinel, system_id: str, **options: Any) -> tuple[Any, str]:
+    """Open a WebSocket and attach; return it and the node's assigned path."""
+    ws = await connect(f"{sentinel.admission_url}/{system_id}", compression=None, **options)
+    attach = {"type": "NodeAttach", "systemId": system_id, "instanceId": new_id()}
+    await ws.send(orjson.dumps({"id": new_id(), "corrId": new_id(), "frame": attach}))
+    async with asyncio.timeout(WAIT):
+        while True:
+            ack = orjson.loads(await ws.recv())
+            if ack["frame"]["type"] == "NodeAttachAck":
+                assert ack["frame"]["ok"] is True, ack
+                return ws, ack["frame"]["assignedPath"]
+
+
+def rss_mb(pid: int) -> float:
+    """The resident memory of a process, in MB."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
+    assert match is not None
+    return int(match.group(1)) / 1024
+
+
+async def victim_latencies(echo: RemoteAgent, calls: int) -> list[float]:
+    """Call echo ``calls`` times, one after another; return each call's seconds."""
+    latencies = []
+    for i in range(calls):
+        started = time.perf_counter()
+        assert await echo.echo(f"victim {i}") == f"victim {i}"
+        latencies.append(time.perf_counter() - started)
+    return latencies
+
+
+def p99(latencies: list[float]) -> float:
+    """The 99th percentile, nearest rank."""
+    ordered = sorted(latencies)
+    return ordered[math.ceil(len(ordered) * 0.99) - 1]
+
+
+async def test_a_slow_reader_is_cut_off_and_a_victim_of_the_same_agent_is_not_slowed(
+    processes: ProcessPool,
+) -> None:
+    """100 requests for 200 KB replies (20 MB) that the slow reader never reads."""
+    sentinel = FloodSentinel(node_id="floodSentinel01", name="flood", log_dir=processes.log_dir)
+    processes.processes.append(sentinel.process)
+    await sentinel.start()
+    await start_agents(processes, sentinel, [our_echo_agent(ECHO)])
+    async with FameFabric.create(admission_url=sentinel.admission_url, call_timeout=10) as fabric:
+        echo = RemoteAgent(ECHO, fabric=fabric)
+        await victim_latencies(echo, 5)  # warm up
+        # max_queue=1: the client library stops reading the socket after one message.
+        slow, path = await raw_attach(sentinel, "slowReader", max_queue=1)
+        started = time.monotonic()
+        for _ in range(100):
+            rpc_id = new_id()
+            request = {"jsonrpc": "2.0", "id": rpc_id, "method": "big", "params": {"n": 200_000}}
+            envelope = {
+                "id": new_id(),
+                "to": ECHO,
+                "replyTo": f"__rpc__s@{path}",
+                "corrId": rpc_id,
+                "rtype": 2,
+                "frame": {"type": "Data", "payload": request},
+            }
+            await slow.send(orjson.dumps(envelope))
+        latencies = await victim_latencies(echo, 200)
+        await sentinel.process.wait_for_line(
+            r"node slowReader: closing the connection, slow consumer",
+            stream="stderr",
+            within=WAIT,
+            what="the slow reader's disconnection",
+        )
+        cut_off_after = time.monotonic() - started
+        assert cut_off_after < WRITE_DEADLINE + 2.0, f"cut off after {cut_off_after:.1f} s"
+        assert p99(latencies) < 0.2, f"victim p99 {p99(latencies) * 1000:.0f} ms"
+        print(
+            f"slow reader cut off after {cut_off_after:.2f} s; victim p50 "
+            f"{sorted(latencies)[100] * 1000:.1f} ms, p99 {p99(latencies) * 1000:.1f} ms, "
+            f"max {max(latencies) * 1000:.1f} ms"
+        )
+        slow.transport.abort()
+
+
+async def test_pre_attach_and_capability_floods_cost_bounded_memory(
+    processes: ProcessPool,
+) -> None:
+    """4 connections send 40 MB before attaching; 1 node advertises 10 MB of capabilities.
+
+    The pre-attach flooders are closed (1008) at the attach deadline; the
+    capability flooder's advertises beyond its limit get negative acks (it
+    stays connected: the sentinel refuses, it does not disconnect, for this one).
+    """
+    sentinel = FloodSentinel(node_id="floodSentinel02", name="flood", log_dir=processes.log_dir)
+    processes.processes.append(sentinel.process)
+    await sentinel.start()
+    pid = sentinel.process.pid
+    assert pid is not None
+    before = rss_mb(pid)
+    chunk = orjson.dumps(
+        {"id": new_id(), "to": ECHO, "frame": {"type": "Data", "payload": "y" * 200_000}}
+    )
+
+    async def pre_attach_flood(i: int) -> int | None:
+        ws = await connect(f"{sentinel.admission_url}/preAttach{i}", compression=None)
+        try:
+            for _ in range(50):  # 10 MB each, never attaching
+                await ws.send(chunk)
+            async with asyncio.timeout(WAIT):
+                await ws.wait_closed()
+        except ConnectionClosed:
+            pass
+        return ws.close_code
+
+    codes = await asyncio.gather(*(pre_attach_flood(i) for i in range(4)))
+    assert codes == [1008] * 4  # closed at the attach deadline
+    flooder, _ = await raw_attach(sentinel, "capFlooder")
+    told: list[dict[str, Any]] = []
+    for batch in range(100):  # 100 x 100 KB of new capabilities, 100,000 in all
+        advertise = {
+            "type": "CapabilityAdvertise",
+            "address": "flood@fame.fabric",
+            "capabilities": [f"cap.{batch}.{i}.{'z' * 90}" for i in range(1000)],
+        }
+        await flooder.send(orjson.dumps({"id": new_id(), "corrId": new_id(), "frame": advertise}))
+        async with asyncio.timeout(WAIT):
+            told.append(orjson.loads(await flooder.recv()))
+    acks = [envelope["frame"] for envelope in told]
+    # The first thousand fit the per-node limit; every later advertise is refused, naming it.
+    assert acks[0]["ok"] is True
+    assert all(ack["ok"] is False and "capabilities" in ack["reason"] for ack in acks[1:]), acks[1]
+    growth = rss_mb(pid) - before
+    assert growth < 100, f"sentinel RSS grew {growth:.0f} MB"
+    print(f"sentinel RSS {before:.0f} MB, +{growth:.0f} MB; refused with {acks[-1]['reason']!r}")
+    assert (await read_health(sentinel.port)) is not None
+    await flooder.close()

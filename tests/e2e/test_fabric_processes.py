@@ -186,3 +186,16 @@ async def _wait_detached(sentinel: OurSentinel, node_id: str) -> None:
     pattern = f"node {node_id} detached"
     if not await wait_for(lambda: pattern in sentinel.process.stderr(), within=PROMPT):
         raise sentinel.process.fail(f"the sentinel did not log {pattern!r} within {PROMPT:g} s")
+
+
+async def test_the_example_agent_says_when_it_serves_and_the_sentinel_when_it_is_bound(
+    processes: ProcessPool,
+) -> None:
+    sentinel = await processes.our_sentinel(node_id="e2eServing01")
+    agent = await start_example_agent(processes, sentinel)
+    await agent.wait_for_line("EchoAgent serving echo@fame.fabric", stream="stderr", within=10)
+    await sentinel.process.wait_for_line(
+        re.compile(r"INFO famefabric\.sentinel.*bound echo@fame\.fabric"),
+        stream="stderr",
+        within=10,
+    )

@@ -34,12 +34,14 @@ class Services:
         self.run_dir = run_dir
         self.port = free_port()
         self.llm_port = free_port()
+        self.gateway_port = free_port()
         self.env = base_env(
             {
                 "FAME_RUN_DIR": str(run_dir),
                 "FAME_SERVICES": "local",
                 "FAME_LISTENER_PORT": str(self.port),
                 "FAME_DEMO_LLM_PORT": str(self.llm_port),
+                "FAME_GATEWAY_PORT": str(self.gateway_port),
                 "FAME_DEMO_TOKEN_DELAY": "0.03",
                 "FAME_DATA_DIR": str(data_dir),
                 "TERM": "dumb",
@@ -112,6 +114,10 @@ def test_start_runs_services_in_their_own_session_and_status_remembers_the_port(
     chat = services.run("make", "chat", env=without_port, input="hello\n")
     assert chat.returncode == 0, chat.stdout + chat.stderr
     assert "A> echo(2): hello" in chat.stdout
+    # The health checks of start and status are not logged at INFO; the binding is.
+    sentinel_log = (services.run_dir / "sentinel.log").read_text()
+    assert "HTTP response sent" not in sentinel_log
+    assert "bound chat@fame.fabric" in sentinel_log
 
     stopped = services.run("make", "stop", env=without_port)
     assert stopped.returncode == 0
@@ -133,6 +139,7 @@ def test_ctrl_c_in_make_run_at_the_prompt_and_mid_reply_leaves_the_services_runn
         child.expect_exact("Q> ")
         pids = {name: services.pid(name) for name in ("sentinel", "agent", "llm")}
         child.sendline(" ".join(f"word{i}" for i in range(400)))
+        child.expect_exact("A> echo(")  # the reply, not the terminal's echo of the question
         child.expect("word5 ")
         child.sendintr()
         child.expect_exact("[stopped]")

@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import json
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -58,6 +59,7 @@ def token(
 class Stack:
     url: str
     llm: OpenAIStubServer
+    sentinel: OurSentinel
 
     def client(self, bearer: str | None) -> openai.AsyncOpenAI:
         headers = {} if bearer is not None else {"Authorization": ""}
@@ -90,7 +92,7 @@ async def stack(
     spec = dataclasses.replace(spec, env={**spec.env, "FAME_TOKEN": agent_token})
     await start_agents(module_processes, sentinel, [spec])
     _, url = await start_gateway(module_processes, sentinel, {"FAME_AUTH_SECRET": SECRET})
-    return Stack(url, llm)
+    return Stack(url, llm, sentinel)
 
 
 async def get_json(url: str, bearer: str) -> dict[str, Any]:
@@ -145,9 +147,6 @@ async def test_each_user_gets_a_link_of_their_own(stack: Stack) -> None:
 
 
 async def test_two_users_cannot_see_each_others_conversations(stack: Stack) -> None:
-    pytest.importorskip(
-        "famefabric.chat.ownership", reason="conversation ownership lands with the security work"
-    )
     alice, bob = token("alice"), token("bob")
     async with stack.client(alice) as client:
         conversation = await client.conversations.create()
@@ -170,3 +169,45 @@ async def test_two_users_cannot_see_each_others_conversations(stack: Stack) -> N
     async with stack.client(alice) as client:
         items = await client.conversations.items.list(conversation.id)
     assert items.data[0].content[0].text == "alice's secret"  # type: ignore[union-attr]
+
+
+async def post_json(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    def send() -> tuple[int, dict[str, Any]]:
+        request = urllib.request.Request(
+            url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=WAIT) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    return await asyncio.to_thread(send)
+
+
+async def test_a_login_link_signs_in_once(
+    stack: Stack, module_processes: ProcessPool, tmp_path: Path
+) -> None:
+    user_token = token("webuser")
+    token_file, link_file = tmp_path / "web.token", tmp_path / "login-link"
+    token_file.write_text(user_token)
+    _, url = await start_gateway(
+        module_processes,
+        stack.sentinel,
+        {
+            "FAME_AUTH_SECRET": SECRET,
+            "FAME_GATEWAY_LOGIN_TOKEN_FILE": str(token_file),
+            "FAME_GATEWAY_LOGIN_LINK_FILE": str(link_file),
+        },
+    )
+    link = link_file.read_text().strip()
+    assert link.startswith(f"{url}/#login=")
+    assert link_file.stat().st_mode & 0o077 == 0
+    code = link.split("#login=", 1)[1]
+    status, body = await post_json(f"{url}/v1/login", {"code": code + "x"})
+    assert status == 401 and body["error"]["code"] == "invalid_login_code"
+    status, body = await post_json(f"{url}/v1/login", {"code": code})
+    assert status == 200 and body["token"] == user_token
+    status, body = await post_json(f"{url}/v1/login", {"code": code})
+    assert status == 401
+    assert user_token not in json.dumps(body)

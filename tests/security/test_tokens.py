@@ -13,7 +13,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from identity_provider import running_provider
+from support.identity_provider import running_provider
 
 from famefabric.errors import ConfigurationError, TokenRejected
 from famefabric.security import TokenVerifier, mint_token

@@ -60,7 +60,14 @@ class ProcessPool:
         return process
 
     async def our_sentinel(
-        self, *, node_id: str = "ourSentinel01", name: str = "our-sentinel", wait: bool = True
+        self,
+        *,
+        node_id: str = "ourSentinel01",
+        name: str = "our-sentinel",
+        wait: bool = True,
+        env: Mapping[str, str] | None = None,
+        args: tuple[str, ...] = (),
+        scheme: str = "ws",
     ) -> OurSentinel:
         """Start our sentinel (``fame sentinel --port 0``).
 
@@ -68,8 +75,18 @@ class ProcessPool:
             node_id: its system id.
             name: label for logs.
             wait: wait until it takes attaches (else await ``start()`` later).
+            env: extra variables (e.g. ``FAME_AUTH_SECRET``).
+            args: extra arguments (e.g. ``--tls-cert``).
+            scheme: ``wss`` when it serves TLS (its attach URL then names ``localhost``).
         """
-        sentinel = OurSentinel(node_id=node_id, name=self._unique(name), log_dir=self.log_dir)
+        sentinel = OurSentinel(
+            node_id=node_id,
+            name=self._unique(name),
+            log_dir=self.log_dir,
+            env=env,
+            args=args,
+            scheme=scheme,
+        )
         self.processes.append(sentinel.process)
         if wait:
             await sentinel.start()

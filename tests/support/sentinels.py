@@ -127,8 +127,30 @@ class OurSentinel(_Sentinel):
 
     kind = "ours"
 
-    def __init__(self, *, node_id: str, name: str, log_dir: Path) -> None:
+    def __init__(
+        self,
+        *,
+        node_id: str,
+        name: str,
+        log_dir: Path,
+        env: Mapping[str, str] | None = None,
+        args: tuple[str, ...] = (),
+        scheme: str = "ws",
+    ) -> None:
+        self._extra_env = dict(env or {})
+        self._extra_args = args
+        self.scheme = scheme
         super().__init__(node_id=node_id, name=name, log_dir=log_dir, port=0)
+
+    def _env(self) -> dict[str, str]:
+        return self._extra_env
+
+    @property
+    def admission_url(self) -> str:
+        """The attach URL (``wss://localhost`` when the sentinel serves TLS)."""
+        if self.scheme == "wss":
+            return f"wss://localhost:{self.port}{ATTACH_PATH}"
+        return admission_url(self.port)
 
     def _argv(self) -> list[str]:
         return [
@@ -140,6 +162,7 @@ class OurSentinel(_Sentinel):
             str(self.port),
             "--node-id",
             self.node_id,
+            *self._extra_args,
         ]
 
     async def wait_ready(self, within: float = READY_TIMEOUT) -> None:

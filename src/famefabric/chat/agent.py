@@ -21,6 +21,7 @@ from contextlib import aclosing, asynccontextmanager
 from typing import Any
 
 from famefabric.agent import a2a
+from famefabric.agent.caller import current_caller
 from famefabric.agent.operations import operation
 from famefabric.chat.completion import StatelessCompletion
 from famefabric.chat.conversation import (
@@ -30,6 +31,7 @@ from famefabric.chat.conversation import (
 )
 from famefabric.chat.limits import ChatInputError, ChatInputLimits, conversation_id
 from famefabric.chat.model import ChatModel
+from famefabric.chat.ownership import Scope
 from famefabric.chat.store import (
     ConversationExists,
     ConversationNotFound,
@@ -163,8 +165,13 @@ class ChatAgent(StatelessCompletion):
             raise _invalid(exc) from None
         system_prompt = system_prompt or self.system_prompt
         await self._sweep()
+        key = Scope(current_caller()).own_key(params.id)
+        if key is None:
+            raise _error(
+                "a conversation id may not contain U+001F", "invalid_params", jsonrpc.INVALID_PARAMS
+            )
         state = ConversationState(
-            conversation_id=params.id, system_prompt=system_prompt, max_history_length=length
+            conversation_id=key, system_prompt=system_prompt, max_history_length=length
         )
         try:
             await self.store.create(state)
@@ -186,7 +193,7 @@ class ChatAgent(StatelessCompletion):
 
     async def get_task_status(self, params: a2a.TaskQueryParams) -> a2a.Task:
         """Answer ``tasks/get``: a live conversation is a ``working`` task."""
-        await self._load(params.id)
+        await self._load(await self._key(params.id), params.id)
         return a2a.make_task(
             id=params.id, state=a2a.TaskState.WORKING, payload="", session_id=params.id
         )
@@ -209,9 +216,10 @@ class ChatAgent(StatelessCompletion):
         without asking the model again.
         """
         self._check_message(user_message)
-        async with self._turn(conversation_id) as state:
+        key = await self._key(conversation_id)
+        async with self._turn(key, conversation_id) as state:
             if turn_id is not None:
-                stored = await self.store.find_turn(conversation_id, turn_id)
+                stored = await self.store.find_turn(state.conversation_id, turn_id)
                 if stored is not None:
                     return stored
             reply = await self.model.complete(state.request_messages(user_message))
@@ -228,9 +236,10 @@ class ChatAgent(StatelessCompletion):
         fails or is abandoned leaves the history unchanged.
         """
         self._check_message(user_message)
-        async with self._turn(conversation_id) as state:
+        key = await self._key(conversation_id)
+        async with self._turn(key, conversation_id) as state:
             if turn_id is not None:
-                stored = await self.store.find_turn(conversation_id, turn_id)
+                stored = await self.store.find_turn(state.conversation_id, turn_id)
                 if stored is not None:
                     yield stored
                     return
@@ -244,9 +253,10 @@ class ChatAgent(StatelessCompletion):
     @operation
     async def end_conversation(self, conversation_id: str) -> None:
         """Drop a conversation; ending an unknown one is harmless."""
-        _checked_id(conversation_id)
+        _checked_id(Scope(current_caller()).checked_part(conversation_id))
         try:
-            if await self.store.delete(conversation_id):
+            key = await self._key(conversation_id)
+            if key is not None and await self.store.delete(key):
                 log.info("conversation %s ended", conversation_id)
         except StoreUnavailable as exc:
             raise _error(str(exc), "store_unavailable") from exc
@@ -254,19 +264,35 @@ class ChatAgent(StatelessCompletion):
     @operation
     async def get_conversation(self, conversation_id: str) -> dict[str, Any]:
         """Return a conversation's system prompt, window and history."""
-        state = await self._load(conversation_id)
-        return conversation_to_json(state)
+        state = await self._load(await self._key(conversation_id), conversation_id)
+        return {**conversation_to_json(state), "id": conversation_id}
 
     @operation
     async def list_conversations(self, limit: int = 100) -> list[str]:
-        """Return the ids of stored conversations, most recently active first."""
+        """Return the ids of the caller's conversations (an admin's: all), most recent first."""
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 10_000:
             raise _error(
                 "limit must be a whole number from 1 to 10000",
                 "invalid_params",
                 jsonrpc.INVALID_PARAMS,
             )
-        return await self.store.list_ids(limit=limit)
+        scope = Scope(current_caller())
+        try:
+            keys = await self.store.list_ids(limit=limit, prefix=scope.list_prefix())
+        except StoreUnavailable as exc:
+            raise _error(str(exc), "store_unavailable") from exc
+        return [scope.shown_id(key) for key in keys]
+
+    async def _key(self, conversation_id: str) -> str | None:
+        """The stored key ``conversation_id`` names for the caller (chat/ownership.py)."""
+        candidates = Scope(current_caller()).candidate_keys(conversation_id)
+        for key in candidates[:-1]:  # an admin's own conversation wins over a raw key
+            try:
+                if await self.store.load(key) is not None:
+                    return key
+            except StoreUnavailable as exc:
+                raise _error(str(exc), "store_unavailable") from exc
+        return candidates[-1] if candidates else None
 
     def _check_message(self, user_message: object) -> None:
         if not isinstance(user_message, str):
@@ -282,10 +308,10 @@ class ChatAgent(StatelessCompletion):
                 jsonrpc.INVALID_PARAMS,
             )
 
-    async def _load(self, conversation_id: str) -> ConversationState:
-        _checked_id(conversation_id)
+    async def _load(self, key: str | None, conversation_id: str) -> ConversationState:
+        _checked_id(Scope(current_caller()).checked_part(conversation_id))
         try:
-            state = await self.store.load(conversation_id)
+            state = None if key is None else await self.store.load(key)
         except StoreUnavailable as exc:
             raise _error(str(exc), "store_unavailable") from exc
         if state is None:
@@ -297,11 +323,16 @@ class ChatAgent(StatelessCompletion):
         return state
 
     @asynccontextmanager
-    async def _turn(self, conversation_id: str) -> AsyncIterator[ConversationState]:
-        _checked_id(conversation_id)
+    async def _turn(
+        self, key: str | None, conversation_id: str
+    ) -> AsyncIterator[ConversationState]:
+        _checked_id(Scope(current_caller()).checked_part(conversation_id))
         await self._sweep()
-        async with self._locks.hold(conversation_id), self._lease(conversation_id):
-            yield await self._load(conversation_id)
+        if key is None:
+            await self._load(None, conversation_id)  # raises: no such conversation
+        assert key is not None
+        async with self._locks.hold(key), self._lease(key):
+            yield await self._load(key, conversation_id)
 
     @asynccontextmanager
     async def _lease(self, conversation_id: str) -> AsyncIterator[None]:

@@ -20,7 +20,14 @@ from famefabric.chat.commands import SlashCommands
 from famefabric.chat.conversation import DEFAULT_SYSTEM_PROMPT
 from famefabric.chat.repl import PipeLineReader, Repl, TerminalLineReader, describe_error
 from famefabric.chat.settings import data_dir
-from famefabric.errors import ConnectionClosed, FabricError, NoRoute, OperationTimeout, RemoteError
+from famefabric.errors import (
+    AttachRefused,
+    ConnectionClosed,
+    FabricError,
+    NoRoute,
+    OperationTimeout,
+    RemoteError,
+)
 from famefabric.fabric import FameFabric
 from famefabric.node import NodeEvent
 from famefabric.protocol.ids import new_id
@@ -201,6 +208,16 @@ async def run_chat(
     except NoRoute as exc:
         err.write(
             f"no agent at {exc.address or options.address} — is it running? (start it with 'fame agent chat' or 'make start')\n"
+        )
+        return EXIT_UNREACHABLE
+    except AttachRefused as exc:
+        if exc.status not in (401, 403):
+            err.write(f"cannot attach to the sentinel at {settings.admission_url}: {exc}\n")
+            return EXIT_UNREACHABLE
+        err.write(
+            f"the sentinel at {settings.admission_url} refused this client: {exc.reason}. "
+            "It requires a token: set FAME_TOKEN_FILE (make start creates "
+            ".run/tokens/chat.token) or FAME_TOKEN.\n"
         )
         return EXIT_UNREACHABLE
     except ConnectionClosed as exc:

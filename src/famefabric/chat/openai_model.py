@@ -16,6 +16,7 @@ a reply nobody reads.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncGenerator, Sequence
 from urllib.parse import urlsplit
 
@@ -43,6 +44,9 @@ PLACEHOLDER_API_KEY = "not-needed"
 """The key sent to a custom base URL when no key is given (local servers ignore it)."""
 
 _KEY_REQUIRED_HOSTS = frozenset({"api.openai.com"})
+
+
+log = logging.getLogger(__name__)
 
 
 def _requires_key(base_url: str) -> bool:
@@ -205,13 +209,23 @@ class OpenAIChatModel:
         return self._client
 
     def _map(self, exc: Exception, *, reply_started: bool = False) -> ChatModelError:
-        return map_openai_error(
+        error = map_openai_error(
             exc,
             model=self.model,
             base_url=self.base_url,
             timeout=self.timeout,
             reply_started=reply_started,
         )
+        # One line per failed call, for whoever runs the agent; the key is never in it.
+        status = getattr(exc, "status_code", None)
+        log.warning(
+            "LLM call to %s failed: %s%s (%s)",
+            self.describe(),
+            error.error_code,
+            f", HTTP {status}" if isinstance(status, int) else "",
+            type(exc).__name__,
+        )
+        return error
 
     async def complete(self, messages: Sequence[ChatMessage]) -> str:
         """Return the model's reply to ``messages``; ``""`` if it has no text.

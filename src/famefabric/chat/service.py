@@ -11,6 +11,7 @@ from famefabric.chat.limits import ChatInputLimits
 from famefabric.chat.openai_model import OpenAIChatModel
 from famefabric.chat.settings import DEFAULT_ADDRESS, ChatSettings
 from famefabric.chat.store import open_store
+from famefabric.chat.stores._contract import redact_url
 from famefabric.fabric import FameFabric, aserve
 from famefabric.settings import FabricSettings
 
@@ -47,7 +48,7 @@ async def serve_chat_agent(
             "no OPENAI_API_KEY is set: the agent runs, but every turn fails until you set it "
             "(or point OPENAI_BASE_URL at a server that needs no key)"
         )
-    log.info("chat agent: model %s, store %s", model.describe(), chat_settings.store)
+    log.info("chat agent: model %s, store %s", model.describe(), redact_url(chat_settings.store))
     try:
         async with open_store(chat_settings.store, idle_ttl=chat_settings.idle_ttl) as store:
             agent = ChatAgent(

@@ -133,8 +133,12 @@ class ConversationStore(Protocol):
         """Delete a conversation; return whether it was stored."""
         ...
 
-    async def list_ids(self, *, limit: int = 100) -> list[str]:
-        """Return up to ``limit`` conversation ids, most recently active first."""
+    async def list_ids(self, *, limit: int = 100, prefix: str | None = None) -> list[str]:
+        """Return up to ``limit`` conversation ids, most recently active first.
+
+        With ``prefix``, only the ids that start with it (one owner's, see
+        :mod:`famefabric.chat.ownership`).
+        """
         ...
 
     async def touch(self, conversation_id: str) -> None:

@@ -21,7 +21,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from famefabric.gateway import completions, conversations, responses
+from famefabric.gateway import completions, conversations, login, responses
 from famefabric.gateway.context import Gateway
 from famefabric.gateway.errors import GatewayError
 from famefabric.gateway.links import LinkOpener, LinkPool
@@ -117,6 +117,7 @@ def create_app(
     admission_url: str,
     opener: LinkOpener | None = None,
     verifier: TokenVerifier | None = None,
+    login_codes: login.LoginCodes | None = None,
 ) -> FastAPI:
     """Build the gateway app; its lifespan opens and closes the users' links.
 
@@ -125,6 +126,7 @@ def create_app(
         admission_url: the sentinel's attach URL.
         opener: how a user's link is opened (default: a node with the user's token).
         verifier: checks users' tokens; None is open mode (one shared link, no token).
+        login_codes: the one-time login code of ``POST /v1/login``, if any.
     """
     pool = LinkPool(
         opener or node_opener(admission_url),
@@ -148,12 +150,14 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.gateway = gateway
+    app.state.login_codes = login_codes
     app.add_exception_handler(GatewayError, _on_gateway_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(HTTPException, _on_http_error)
     app.include_router(conversations.router)
     app.include_router(responses.router)
     app.include_router(completions.router)
+    app.include_router(login.router)
 
     @app.get("/healthz", tags=["health"], summary="Liveness and load")
     async def health() -> dict[str, Any]:

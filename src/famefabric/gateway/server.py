@@ -11,6 +11,7 @@ import uvicorn
 
 from famefabric.errors import ConfigurationError
 from famefabric.gateway.app import create_app
+from famefabric.gateway.login import LoginCodes, write_link
 from famefabric.gateway.settings import GatewaySettings
 from famefabric.security.verifier import TokenVerifier
 from famefabric.settings import FabricSettings
@@ -35,10 +36,16 @@ async def serve_gateway(
             "use the fabric: configure tokens (FAME_AUTH_SECRET or FAME_JWKS_URL), listen on "
             "127.0.0.1, or pass --insecure"
         )
-    app = create_app(settings, admission_url=fabric.admission_url, verifier=verifier)
+    codes = LoginCodes.from_env()
+    app = create_app(
+        settings, admission_url=fabric.admission_url, verifier=verifier, login_codes=codes
+    )
     family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Accepted connections inherit it: without it, a response's separate writes
+    # (headers, then each event) wait for the client's delayed ACK, 40 ms apiece.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind((settings.host, settings.port))
     host, port = sock.getsockname()[:2]
     config = uvicorn.Config(
@@ -55,6 +62,9 @@ async def serve_gateway(
         log.warning("the gateway listens on %s without auth (--insecure)", host)
     log.info("gateway listening on http://%s:%d (%s)", shown, port, mode)
     print(f"gateway listening on http://{shown}:{port}", file=sys.stderr, flush=True)
+    if codes is not None:
+        link_host = "127.0.0.1" if host in ("0.0.0.0", "::") else shown
+        write_link(f"http://{link_host}:{port}", codes.new_code())
     await server.serve(sockets=[sock])
 
 

@@ -144,6 +144,7 @@ class ClientCredentials:
             with urllib.request.urlopen(self._request(), timeout=FETCH_TIMEOUT) as response:
                 body = response.read(MAX_RESPONSE_BYTES)
         except urllib.error.HTTPError as exc:
+            exc.close()  # it holds the response and its socket
             if exc.code in (400, 401, 403):
                 raise AttachRefused(
                     f"{where} refused client {self.client_id!r} with HTTP {exc.code}: check "

@@ -14,6 +14,7 @@ anonymous attach is logged.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import weakref
 from http import HTTPStatus
@@ -21,7 +22,7 @@ from http import HTTPStatus
 from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
 
-from famefabric.errors import TokenRejected
+from famefabric.errors import ConfigurationError, TokenRejected
 from famefabric.routing.permissions import Identity
 from famefabric.security import TokenVerifier, bearer_token
 
@@ -110,3 +111,50 @@ class Admission:
 def _peer(connection: ServerConnection) -> str:
     remote = connection.remote_address
     return f"{remote[0]}:{remote[1]}" if isinstance(remote, tuple) else str(remote)
+
+
+def is_loopback(host: str) -> bool:
+    """Tell whether ``host`` is a loopback interface (``localhost``, 127.0.0.0/8, ``::1``)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def listening_host(host: str | None, *, authenticated: bool, insecure: bool = False) -> str:
+    """Choose the interface to listen on, safely (README "Security").
+
+    Without authentication the sentinel listens on 127.0.0.1 only: any other
+    interface would let whoever reaches the port bind any address and read
+    every conversation. ``insecure`` allows it anyway, with a warning at
+    every start.
+
+    Args:
+        host: the interface asked for (``--host``); None for the default,
+            ``0.0.0.0`` with authentication and ``127.0.0.1`` without.
+        authenticated: tokens are verified.
+        insecure: ``--insecure`` was given.
+
+    Raises:
+        ConfigurationError: a non-loopback interface without authentication
+            and without ``insecure``.
+    """
+    if host is None:
+        return "0.0.0.0" if authenticated else "127.0.0.1"
+    if authenticated or is_loopback(host):
+        return host
+    if not insecure:
+        raise ConfigurationError(
+            f"refusing to listen on {host} without authentication: anyone who can reach the "
+            "port could bind any address and read every conversation. Set FAME_AUTH_SECRET "
+            "(or --auth-secret-file, or FAME_JWKS_URL), listen on 127.0.0.1, or pass "
+            "--insecure to accept the risk"
+        )
+    log.warning(
+        "INSECURE: listening on %s without authentication (--insecure): anyone who can reach "
+        "this port can bind any address and call any agent as anyone",
+        host,
+    )
+    return host

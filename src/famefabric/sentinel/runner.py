@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import ssl
 from collections.abc import Callable
 
 from famefabric.errors import ConfigurationError
 from famefabric.log_limits import install_repeat_filter
 from famefabric.security import TokenVerifier
+from famefabric.security.tls import server_context_from_env
+from famefabric.sentinel.admission import listening_host
 from famefabric.sentinel.admission_limits import AdmissionLimits
 from famefabric.sentinel.cluster import ClusterSettings
 from famefabric.sentinel.limits import SentinelLimits
@@ -23,7 +26,7 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 async def serve_sentinel(
     *,
-    host: str = "0.0.0.0",
+    host: str = "127.0.0.1",
     port: int = 8000,
     system_id: str | None = None,
     show_envelopes: bool = False,
@@ -32,6 +35,7 @@ async def serve_sentinel(
     limits: SentinelLimits | None = None,
     connection_limits: AdmissionLimits | None = None,
     verifier: TokenVerifier | None = None,
+    tls: ssl.SSLContext | None = None,
     cluster: ClusterSettings | None = None,
 ) -> None:
     """Run a sentinel until SIGINT or SIGTERM arrives, or until ``stop`` is set.
@@ -48,6 +52,7 @@ async def serve_sentinel(
         limits: the sentinel's limits (default: :class:`SentinelLimits`).
         connection_limits: connection limit and backlog (default: :class:`AdmissionLimits`).
         verifier: checks attach tokens (§17); None for open mode.
+        tls: listen with TLS using this context (§17.6).
         cluster: the cluster to join (None: none).
 
     Raises:
@@ -72,6 +77,7 @@ async def serve_sentinel(
             limits=limits,
             connection_limits=connection_limits,
             verifier=verifier,
+            tls=tls,
             cluster=cluster,
         ):
             await stop.wait()
@@ -83,7 +89,7 @@ async def serve_sentinel(
 def run_sentinel(
     *,
     log_level: str = "info",
-    host: str = "0.0.0.0",
+    host: str | None = None,
     port: int | None = None,
     system_id: str | None = None,
     show_envelopes: bool | None = None,
@@ -91,6 +97,9 @@ def run_sentinel(
     backlog: int | None = None,
     auth_secret_file: str | None = None,
     cluster_url: str | None = None,
+    insecure: bool = False,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
 ) -> None:
     """Configure logging and run :func:`serve_sentinel` in a new event loop.
 
@@ -107,6 +116,10 @@ def run_sentinel(
     (:mod:`famefabric.sentinel.admission_limits`; ``max_connections`` and
     ``backlog`` win over theirs).
 
+    ``host`` None listens on 0.0.0.0 when tokens are verified and on
+    127.0.0.1 otherwise; another interface without authentication needs
+    ``insecure`` (:func:`~famefabric.sentinel.admission.listening_host`).
+
     Raises:
         ConfigurationError: ``log_level`` is not a logging level name, or the
             sentinel cannot start.
@@ -117,6 +130,10 @@ def run_sentinel(
             f"log level {log_level!r} is not valid: expected debug, info, warning or error"
         )
     logging.basicConfig(level=level, format=LOG_FORMAT)
+    if level > logging.DEBUG:
+        # websockets logs every HTTP exchange (each health check) and every closed
+        # connection at INFO; the sentinel logs attaches and detaches itself.
+        logging.getLogger("websockets.server").setLevel(logging.WARNING)
     install_repeat_filter()
     env = FabricSettings.from_env()
     port = env.listener_port if port is None else port
@@ -125,6 +142,8 @@ def run_sentinel(
     limits = SentinelLimits.from_env()
     connection_limits = AdmissionLimits.from_env(max_connections=max_connections, backlog=backlog)
     verifier = TokenVerifier.from_env(secret_file=auth_secret_file)
+    tls = server_context_from_env(cert_file=tls_cert, key_file=tls_key)
+    host = listening_host(host, authenticated=verifier is not None, insecure=insecure)
     cluster = ClusterSettings.from_env(url=cluster_url)
     loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None
     try:
@@ -143,6 +162,7 @@ def run_sentinel(
                 limits=limits,
                 connection_limits=connection_limits,
                 verifier=verifier,
+                tls=tls,
                 cluster=cluster,
             )
         )

@@ -20,6 +20,7 @@ import asyncio
 import hashlib
 import logging
 import socket
+import ssl
 import time
 from contextlib import AsyncExitStack
 from http import HTTPStatus
@@ -125,6 +126,7 @@ class Sentinel:
             :class:`AdmissionLimits`).
         verifier: checks the bearer token of every attach (§17); None is open
             mode, where every connection is anonymous.
+        tls: listen with TLS (``wss://``) using this context (§17.6).
         cluster: join this cluster of sentinels over NATS (docs/CLUSTER.md);
             None: a sentinel of its own.
 
@@ -136,7 +138,7 @@ class Sentinel:
         self,
         *,
         system_id: str | None = None,
-        host: str = "0.0.0.0",
+        host: str = "127.0.0.1",
         port: int = 8000,
         show_envelopes: bool = False,
         idle_timeout: float | None = 90.0,
@@ -151,6 +153,7 @@ class Sentinel:
         connection_limits: AdmissionLimits | None = None,
         verifier: TokenVerifier | None = None,
         cluster: ClusterSettings | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         if system_id is None:
             system_id = default_sentinel_id(port=port)
@@ -169,6 +172,7 @@ class Sentinel:
         self._max_message_bytes = max_message_bytes
         self._ping_interval = ping_interval
         self._admission = Admission(verifier)
+        self._tls = tls
         printer = envelope_printer or (EnvelopePrinter(label=system_id) if show_envelopes else None)
         self._limits = limits if limits is not None else SentinelLimits()
         self._connection_limits = connection_limits or AdmissionLimits()
@@ -249,6 +253,7 @@ class Sentinel:
         task_group.create_task(self._housekeeping())
         if self._listen:
             log.info("admission: %s", self._admission.describe())
+            log.info("transport: %s", "TLS (wss://)" if self._tls else "plain (ws://), no TLS")
             log.info("sentinel %s listening on %s:%d", self._system_id, self._host, self.port)
         return self
 
@@ -379,6 +384,7 @@ class Sentinel:
                 ping_interval=self._ping_interval,
                 ping_timeout=20,
                 server_header=None,
+                ssl=self._tls,
                 backlog=self._connection_limits.backlog,
             )
         except OSError as exc:

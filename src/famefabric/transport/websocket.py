@@ -191,7 +191,7 @@ async def connect(
             max_queue=256,
             user_agent_header=f"famefabric websockets/{websockets_version}",
             subprotocols=[Subprotocol("bearer"), Subprotocol(token)] if token else None,
-            ssl=ssl if url.startswith("wss://") else None,
+            ssl=_tls_context(url, ssl),
         )
     except InvalidStatus as exc:
         status = exc.response.status_code
@@ -202,6 +202,8 @@ async def connect(
             status=status,
             reason=reason,
         ) from exc
+    except ssl_module.SSLCertVerificationError as exc:
+        raise ConnectionClosed(_certificate_problem(url, exc)) from None
     except InvalidURI as exc:
         raise ConnectionClosed(
             f"cannot attach to {url}: not a valid WebSocket URL ({exc})"
@@ -210,3 +212,27 @@ async def connect(
         cause = str(exc) or type(exc).__name__
         raise ConnectionClosed(f"cannot connect to {url}: {cause}") from exc
     return WebSocketTransport(connection, description=url)
+
+
+def _tls_context(url: str, context: ssl_module.SSLContext | None) -> ssl_module.SSLContext | None:
+    """The context of a ``wss://`` URL (the system's defaults when none is given); None for ws://."""
+    if not url.startswith("wss://"):
+        return None
+    return context if context is not None else ssl_module.create_default_context()
+
+
+_HOSTNAME_MISMATCH = 62  # X509_V_ERR_HOSTNAME_MISMATCH
+
+
+def _certificate_problem(url: str, exc: ssl_module.SSLCertVerificationError) -> str:
+    """Say why the server's certificate was refused, and what to do."""
+    detail = exc.verify_message or exc.reason or str(exc)
+    if exc.verify_code == _HOSTNAME_MISMATCH:
+        return (
+            f"cannot connect to {url}: the server's TLS certificate is not valid for this "
+            f"host name ({detail}); use a host name the certificate names"
+        )
+    return (
+        f"cannot connect to {url}: the server's TLS certificate is not trusted ({detail}); "
+        "if a private CA signed it, set FAME_TLS_CA to that CA's certificate file (PEM)"
+    )

@@ -35,9 +35,11 @@ forgotten to keep a long conversation's record bounded.
 """
 
 # The password of a URL's "user:password@" part.
-_PASSWORD = re.compile(r"(://[^/@:]*:)[^/@]*@")
+_PASSWORD = re.compile(r"(://[^/@:]*:)[^/]*@")
+# A password given as a query parameter (redis-py reads ``?password=``).
+_QUERY_PASSWORD = re.compile(r"([?&](?:password|pass|pwd)=)[^&#]*", re.IGNORECASE)
 
 
 def redact_url(url: str) -> str:
     """Return ``url`` with its password, if any, replaced by ``***``, for messages and logs."""
-    return _PASSWORD.sub(r"\1***@", url)
+    return _QUERY_PASSWORD.sub(r"\1***", _PASSWORD.sub(r"\1***@", url))

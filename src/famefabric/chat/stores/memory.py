@@ -156,13 +156,15 @@ class MemoryConversationStore:
         del self._entries[conversation_id]
         return True
 
-    async def list_ids(self, *, limit: int = 100) -> list[str]:
-        """Return up to ``limit`` conversation ids, most recently active first."""
+    async def list_ids(self, *, limit: int = 100, prefix: str | None = None) -> list[str]:
+        """Return up to ``limit`` conversation ids (starting with ``prefix``), most recent first."""
         now = self._clock()
         ids: list[str] = []
         for conversation_id in reversed(self._entries):
             if len(ids) >= limit:
                 break
+            if prefix is not None and not conversation_id.startswith(prefix):
+                continue
             entry = self._entries[conversation_id]
             if self._idle_ttl is None or now - entry.updated_at <= self._idle_ttl:
                 ids.append(conversation_id)

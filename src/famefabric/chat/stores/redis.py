@@ -412,18 +412,29 @@ class RedisConversationStore:
             )
         return bool(deleted)
 
-    async def list_ids(self, *, limit: int = 100) -> list[str]:
-        """Return up to ``limit`` conversation ids, most recently active first.
+    async def list_ids(self, *, limit: int = 100, prefix: str | None = None) -> list[str]:
+        """Return up to ``limit`` conversation ids (starting with ``prefix``), most recent first.
+
+        With a prefix the activity index is read in pages until ``limit``
+        ids match or it is exhausted.
 
         Raises:
             StoreUnavailable: Redis cannot be reached.
         """
         cutoff = self._cutoff(self._clock()) or "-inf"
+        page = limit if prefix is None else max(limit, 500)
+        ids: list[str] = []
+        start = 0
         async with self._reaching_redis():
-            members = await self._client.zrevrangebyscore(
-                f"{self._prefix}activity", "+inf", cutoff, start=0, num=limit
-            )
-        return [str(member) for member in members]
+            while len(ids) < limit:
+                members = await self._client.zrevrangebyscore(
+                    f"{self._prefix}activity", "+inf", cutoff, start=start, num=page
+                )
+                ids.extend(str(m) for m in members if prefix is None or str(m).startswith(prefix))
+                if prefix is None or len(members) < page:
+                    break
+                start += page
+        return ids[:limit]
 
     async def touch(self, conversation_id: str) -> None:
         """Record activity on a conversation without changing it.

@@ -27,6 +27,7 @@ of the process; only a power loss may drop the last turns.
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -176,6 +177,7 @@ class SQLiteConversationStore:
         the file in a plain worker first means that a file that cannot be
         opened fails before any aiosqlite thread exists.
         """
+        await asyncio.to_thread(_make_private, self._path)
         raw = await asyncio.to_thread(
             sqlite3.connect, self._path, isolation_level=None, check_same_thread=False
         )
@@ -351,19 +353,26 @@ class SQLiteConversationStore:
             await db.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
         return any(updated_at >= self._cutoff(now) for (updated_at,) in rows)
 
-    async def list_ids(self, *, limit: int = 100) -> list[str]:
-        """Return up to ``limit`` conversation ids, most recently active first.
+    async def list_ids(self, *, limit: int = 100, prefix: str | None = None) -> list[str]:
+        """Return up to ``limit`` conversation ids (starting with ``prefix``), most recent first.
 
         Raises:
             StoreUnavailable: the database cannot be opened or read.
         """
         now = self._clock()
         async with self._transaction(write=False) as db:
-            rows = await db.execute_fetchall(
-                "SELECT id FROM conversations WHERE updated_at >= ? "
-                "ORDER BY updated_at DESC, id LIMIT ?",
-                (self._cutoff(now), limit),
-            )
+            if prefix is None:
+                rows = await db.execute_fetchall(
+                    "SELECT id FROM conversations WHERE updated_at >= ? "
+                    "ORDER BY updated_at DESC, id LIMIT ?",
+                    (self._cutoff(now), limit),
+                )
+            else:
+                rows = await db.execute_fetchall(
+                    "SELECT id FROM conversations WHERE updated_at >= ? "
+                    "AND substr(id, 1, ?) = ? ORDER BY updated_at DESC, id LIMIT ?",
+                    (self._cutoff(now), len(prefix), prefix, limit),
+                )
         return [conversation_id for (conversation_id,) in rows]
 
     async def touch(self, conversation_id: str) -> None:
@@ -463,3 +472,18 @@ async def _history(db: aiosqlite.Connection, conversation_id: str) -> tuple[Chat
         (conversation_id,),
     )
     return tuple(ChatMessage(_ROLES[role], content) for role, content in rows)
+
+
+def _make_private(path: Path) -> None:
+    """Create ``path`` readable by its owner only (0600), or take others' access away.
+
+    Conversations are private; SQLite gives its ``-wal`` and ``-shm`` files
+    the database file's permissions. A path that cannot be opened is left
+    for SQLite to report.
+    """
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+        if path.stat().st_mode & 0o077:
+            os.chmod(path, 0o600)
+    except OSError:
+        return

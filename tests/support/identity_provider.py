@@ -1,4 +1,4 @@
-"""A small real identity provider on loopback, for the token tests.
+"""A small real identity provider on loopback, for the token and interop tests.
 
 It serves its public keys at ``/jwks.json`` and issues tokens with the OAuth2
 client-credentials grant at ``/token`` (HTTP Basic client authentication),
@@ -34,6 +34,7 @@ class IdentityProvider:
         self.token_lifetime = 300
         self.jwks_fetches = 0
         self.token_requests = 0
+        self.audiences_requested: list[str] = []
         self.issuer = "https://idp.example"
         self.audience = "famefabric"
         self.port = 0
@@ -89,7 +90,7 @@ def _handler(provider: IdentityProvider) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(data)
 
         def do_GET(self) -> None:
-            if self.path == "/jwks.json":
+            if self.path in ("/jwks.json", "/.well-known/jwks.json"):
                 provider.jwks_fetches += 1
                 self._json(200, provider.jwks())
             else:
@@ -106,15 +107,20 @@ def _handler(provider: IdentityProvider) -> type[BaseHTTPRequestHandler]:
                 self._json(400, {"error": "unsupported_grant_type"})
                 return
             scheme, _, encoded = (self.headers.get("Authorization") or "").partition(" ")
-            try:
-                pair = base64.b64decode(encoded).decode()
-            except ValueError:
-                pair = ""
-            client_id, _, secret = pair.partition(":")
-            client_id = urllib.parse.unquote(client_id)
-            secret = urllib.parse.unquote(secret)
+            if scheme == "Basic":  # client_secret_basic
+                try:
+                    pair = base64.b64decode(encoded).decode()
+                except ValueError:
+                    pair = ""
+                client_id, _, secret = pair.partition(":")
+                client_id = urllib.parse.unquote(client_id)
+                secret = urllib.parse.unquote(secret)
+            else:  # client_secret_post
+                client_id = (form.get("client_id") or [""])[0]
+                secret = (form.get("client_secret") or [""])[0]
+            provider.audiences_requested.append((form.get("audience") or [""])[0])
             known = provider.clients.get(client_id)
-            if scheme != "Basic" or known is None or known[0] != secret:
+            if known is None or known[0] != secret:
                 self._json(401, {"error": "invalid_client"})
                 return
             now = int(time.time())
