@@ -259,4 +259,6 @@ def test_verbose_traces_one_line_per_envelope_and_keeps_the_streamed_reply_whole
     assert f"A> echo(2): {question}" in lines  # not split by trace lines
     traces = [line for line in lines if " envelope " in line]
     assert len(traces) > 30  # the streamed pieces were traced...
-    assert all(line[:4].isdigit() for line in traces), [t for t in traces if not t[:4].isdigit()][:3]
+    assert all(line[:4].isdigit() for line in traces), [t for t in traces if not t[:4].isdigit()][
+        :3
+    ]
