@@ -18,7 +18,13 @@ from famefabric.agent.a2a import make_task_params
 from famefabric.agent.proxy import RemoteAgent
 from famefabric.chat.commands import SlashCommands
 from famefabric.chat.conversation import DEFAULT_SYSTEM_PROMPT
-from famefabric.chat.repl import PipeLineReader, Repl, TerminalLineReader, describe_error
+from famefabric.chat.repl import (
+    PipeLineReader,
+    Repl,
+    TerminalLineReader,
+    WholeLines,
+    describe_error,
+)
 from famefabric.chat.settings import data_dir
 from famefabric.errors import (
     AttachRefused,
@@ -226,7 +232,13 @@ async def run_chat(
             )
             commands = SlashCommands(handle, out)
             reader = _reader(stdin, out)
-            await Repl(session, reader, out, stream=options.stream, commands=commands).run()
+            # Traced envelopes go to the same terminal: show the reply in whole lines.
+            shown: TextIO = WholeLines(out) if settings.show_envelopes else out  # type: ignore[assignment]
+            try:
+                await Repl(session, reader, shown, stream=options.stream, commands=commands).run()
+            finally:
+                if isinstance(shown, WholeLines):
+                    shown.drain()
             await handle.leave()
             out.write("goodbye\n")
             out.flush()
