@@ -10,7 +10,7 @@ RUN_DIR := .run
 # started with), unless FAME_DIRECT_ADMISSION_URL says otherwise.
 CHAT := scripts/services.sh chat
 
-.PHONY: help install run run-verbose chat start stop restart status logs test test-fast lint format bench bench-quick docker-check lock clean
+.PHONY: help install run run-verbose chat start stop restart status logs test test-fast lint format bench bench-quick docker-check lock clean cluster test-cluster
 
 help:
 	@echo "make run          start sentinel + chat agent if needed, then chat (installs what it needs)"
@@ -21,6 +21,7 @@ help:
 	@echo "make test         the whole test suite (also what CI runs)"
 	@echo "make lint         ruff + mypy"
 	@echo "make bench        benchmarks (make bench-quick for a short run)"
+	@echo "make cluster      a local cluster: nats-server and 3 sentinels (docs/CLUSTER.md)"
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "famefabric needs Python 3.11 or newer (set PYTHON=...)")'
@@ -57,6 +58,13 @@ logs:
 
 test: install
 	@scripts/test.sh
+
+cluster: install
+	@scripts/cluster.sh
+
+test-cluster: install
+	@scripts/ensure-nats.sh >/dev/null
+	$(BIN)/pytest -q tests/cluster tests/sentinel/cluster
 
 test-fast: install
 	$(BIN)/pytest -q -m "not slow and not interop"

@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks import chat, coldstart, echo, gateway, memory, profile, report, swarm
+from benchmarks import chat, cluster, coldstart, echo, gateway, memory, profile, report, swarm
 from benchmarks.common import PYTHON, RESULTS_DIR, Bench, Config, machine_busy
 from benchmarks.procs import ROOT, Supervisor
 
@@ -37,7 +37,10 @@ SECTIONS: dict[str, Section] = {
     "memory": memory.run,
     "swarm": swarm.run,
     "coldstart": coldstart.run,
+    "cluster": cluster.run,
 }
+report.SECTION_FIGURES.append(cluster.figures)
+report.SECTION_TABLES.append(cluster.table)
 # Seconds each section needs at least (full run); a section that does not fit the
 # remaining budget is skipped with a note instead of overrunning it.
 MIN_SECONDS = {
@@ -47,6 +50,7 @@ MIN_SECONDS = {
     "memory": 20.0,
     "swarm": 20.0,
     "coldstart": 15.0,
+    "cluster": 20.0,
 }
 
 

@@ -7,8 +7,10 @@ until the gateway answers a streamed turn and prints ``READY``. Commands (see
 * ``ttft`` (``duration``): sequential streamed turns, alternating between
   ``gateway`` (``responses.create(stream=True, conversation=…)`` with the
   official ``openai`` SDK: HTTP, the gateway, the fabric, the chat agent, the
-  stub) and ``direct`` (a streamed Chat Completions request to the stub with
-  the same SDK); the time to the first text delta, and to the end;
+  stub), ``fabric`` (``stream_turn`` sent from a node in this process: the
+  same path without HTTP and the gateway) and ``direct`` (a streamed Chat
+  Completions request to the stub with the same SDK); the time to the first
+  text delta, and to the end;
 * ``streams`` (``count``, ``model``): that many streamed responses opened at
   once through the gateway and held until each ends; how many completed whole,
   how many failed, and the most the gateway reported open at one time.
@@ -29,6 +31,11 @@ from typing import Any
 import openai
 
 from benchmarks import driver
+from famefabric import FameFabric
+from famefabric.agent.a2a import make_task_params
+from famefabric.node import Node
+from famefabric.protocol import jsonrpc
+from famefabric.protocol.ids import new_id
 
 QUESTION = "How does a sentinel route a call to an agent? Answer in one sentence."
 CHAT = "chat@fame.fabric"
@@ -70,6 +77,20 @@ async def direct_turn(client: openai.AsyncOpenAI, history: list[Any]) -> tuple[f
     return first, time.perf_counter() - started
 
 
+async def fabric_turn(node: Node, conversation: str) -> tuple[float, float]:
+    """The same turn sent straight to the chat agent over the fabric (``stream_turn``)."""
+    started = time.perf_counter()
+    first = 0.0
+    params = jsonrpc.operation_params(
+        (), {"conversation_id": conversation, "user_message": QUESTION, "turn_id": new_id()}
+    )
+    async with node.stream(CHAT, "stream_turn", params) as stream:
+        async for piece in stream:
+            if piece and not first:
+                first = time.perf_counter() - started
+    return first, time.perf_counter() - started
+
+
 def open_streams(health_url: str) -> int:
     """The gateway's count of open streams."""
     with urllib.request.urlopen(health_url, timeout=2.0) as response:
@@ -77,27 +98,35 @@ def open_streams(health_url: str) -> int:
 
 
 def handlers(
-    gateway: openai.AsyncOpenAI, direct: openai.AsyncOpenAI, health_url: str
+    gateway: openai.AsyncOpenAI, direct: openai.AsyncOpenAI, node: Node, health_url: str
 ) -> dict[str, driver.Handler]:
     """The driver's commands."""
 
     async def ttft(command: dict[str, Any]) -> dict[str, Any]:
         conversation = (await gateway.conversations.create()).id
+        own = new_id()
+        await node.call(CHAT, "tasks/send", make_task_params(id=own, payload={}).to_wire())
         history: list[Any] = [{"role": "system", "content": "You are a helpful assistant."}]
-        firsts: dict[str, list[float]] = {"gateway": [], "direct": []}
-        wholes: dict[str, list[float]] = {"gateway": [], "direct": []}
+        modes = ("gateway", "fabric", "direct")
+        firsts: dict[str, list[float]] = {mode: [] for mode in modes}
+        wholes: dict[str, list[float]] = {mode: [] for mode in modes}
+
+        async def one(mode: str) -> tuple[float, float]:
+            if mode == "gateway":
+                return await gateway_turn(gateway, conversation)
+            if mode == "fabric":
+                return await fabric_turn(node, own)
+            return await direct_turn(direct, history)
+
         for _ in range(10):
-            await gateway_turn(gateway, conversation)
-            await direct_turn(direct, history)
+            for mode in modes:
+                await one(mode)
         end = time.perf_counter() + float(command["duration"])
         turn = 0
         while time.perf_counter() < end:
             turn += 1
-            for mode in ("gateway", "direct") if turn % 2 else ("direct", "gateway"):
-                if mode == "gateway":
-                    first, whole = await gateway_turn(gateway, conversation)
-                else:
-                    first, whole = await direct_turn(direct, history)
+            for mode in modes if turn % 2 else tuple(reversed(modes)):
+                first, whole = await one(mode)
                 firsts[mode].append(first)
                 wholes[mode].append(whole)
         await gateway.conversations.delete(conversation)
@@ -166,7 +195,11 @@ async def _setup(
                 if time.monotonic() > deadline:
                     raise
                 await asyncio.sleep(0.1)
-        yield handlers(gateway, direct, f"{gateway_url}/healthz"), {"gateway": gateway_url}
+        async with FameFabric.create() as fabric:
+            yield (
+                handlers(gateway, direct, fabric.node, f"{gateway_url}/healthz"),
+                {"gateway": gateway_url},
+            )
     finally:
         await gateway.close()
         await direct.close()

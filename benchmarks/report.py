@@ -178,6 +178,17 @@ def gateway_figures(gateway: dict[str, Any]) -> list[Figure]:
                 "≤ direct + 3 ms",
             )
         )
+        out.append(
+            Figure(
+                "gateway.ttft_http",
+                "Time to first token p50 — gateway SSE vs stream_turn over the fabric (HTTP's own cost)",
+                "ms",
+                _series(ttft, "gateway", "first_piece", "p50_ms"),
+                "fabric",
+                _series(ttft, "fabric", "first_piece", "p50_ms"),
+                "diff",
+            )
+        )
     streams = gateway.get("streams")
     if isinstance(streams, dict) and streams.get("count"):
         out.append(
@@ -510,9 +521,20 @@ def figures(results: dict[str, Any]) -> list[Figure]:
     return out
 
 
+SECTION_FIGURES: list[Callable[[dict[str, Any]], list[Figure]]] = []
+"""Figures of sections that report for themselves (e.g. :func:`benchmarks.cluster.figures`)."""
+SECTION_TABLES: list[Callable[[dict[str, Any]], str]] = []
+"""Tables of those sections, printed after the built-in ones."""
+
+
+def all_figures(results: dict[str, Any]) -> list[Figure]:
+    """The built-in figures and those of the sections that report for themselves."""
+    return figures(results) + [f for extra in SECTION_FIGURES for f in extra(results)]
+
+
 def figures_json(results: dict[str, Any]) -> list[dict[str, Any]]:
     """Every figure as JSON, for ``latest.json``."""
-    return [figure.to_json() for figure in figures(results)]
+    return [figure.to_json() for figure in all_figures(results)]
 
 
 # -- tables -------------------------------------------------------------------------------
@@ -534,7 +556,7 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 def main_table(results: dict[str, Any]) -> str:
     """The figures, their baselines, comparisons and targets."""
     rows = []
-    for figure in figures(results):
+    for figure in all_figures(results):
         unit = f" {figure.unit}"
         rows.append(
             [
@@ -802,6 +824,7 @@ def render(results: dict[str, Any]) -> str:
         chat_table(results),
         memory_table(results),
         coldstart_table(results),
+        *(table(results) for table in SECTION_TABLES),
         profile_text(results),
     ]
     notes = results.get("notes") or []

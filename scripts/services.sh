@@ -226,8 +226,13 @@ GATEWAY_PORT="${FAME_GATEWAY_PORT:-8080}"
 start_gateway() {
   if ! alive gateway; then
     port_free "$GATEWAY_PORT" || refuse_taken_port "$GATEWAY_PORT" gateway FAME_GATEWAY_PORT
+    rm -f "$RUN_DIR/login-link"
+    # Users' tokens are checked with the sentinel's secret; the login link signs the web
+    # page in once with the local chat token (the same subject as 'make chat').
     FAME_DIRECT_ADMISSION_URL="$(attach_url "$PORT")" FAME_GATEWAY_PORT="$GATEWAY_PORT" \
-      detach gateway "$BIN/fame" gateway
+      FAME_GATEWAY_LOGIN_TOKEN_FILE="$RUN_DIR/tokens/chat.token" \
+      FAME_GATEWAY_LOGIN_LINK_FILE="$RUN_DIR/login-link" \
+      detach gateway "$BIN/fame" gateway --auth-secret-file "$RUN_DIR/auth-secret"
   fi
   "$BIN/python" - "http://127.0.0.1:${GATEWAY_PORT}/healthz" <<'PY' || failed gateway gateway
 import sys, time, urllib.request
@@ -241,6 +246,10 @@ while time.monotonic() < deadline:
 sys.exit(1)
 PY
   echo "  web chat and OpenAI-compatible API: http://127.0.0.1:${GATEWAY_PORT}/   (API docs: /docs)"
+  if [ -s "$RUN_DIR/login-link" ]; then
+    echo "  sign in to the web chat once with: $(cat "$RUN_DIR/login-link")"
+    echo "  (the link works once, for 10 minutes; 'make restart' makes a new one)"
+  fi
 }
 
 stop_local() {

@@ -27,6 +27,7 @@ RANKS = {
     "protocol": 1,
     "routing": 2,
     "clock": 2,
+    "observability": 1,
     "envelope_log": 3,
     "transport": 3,
     "settings": 2,

@@ -19,16 +19,16 @@ from dataclasses import replace
 
 from famefabric.errors import ConfigurationError, FabricError
 from famefabric.log_limits import install_repeat_filter
+from famefabric.observability import tracing
+from famefabric.observability.logs import configure_logging
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def _configure_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format=LOG_FORMAT, stream=sys.stderr)
+    # Text or JSON lines (FAME_LOG_FORMAT); HTTP clients stay at WARNING unless overridden.
+    configure_logging(level)
     install_repeat_filter()
-    # The HTTP client logs every request at INFO; keep those for debugging.
-    for noisy in ("httpx", "httpx2", "httpcore", "httpcore2", "openai"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 def _version() -> str:
@@ -169,6 +169,11 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="allow a non-loopback interface without auth (anyone who reaches it uses the fabric)",
     )
+    gateway.add_argument(
+        "--auth-secret-file",
+        default=None,
+        help="verify users' HS256 tokens with the secret in PATH (instead of FAME_AUTH_SECRET)",
+    )
     gateway.add_argument("--log-level", default=None, help="debug, info, warning or error")
 
     from famefabric.chat.commands import HELP as CHAT_HELP
@@ -280,8 +285,9 @@ def _gateway(args: argparse.Namespace) -> int:
     if args.host:
         settings = replace(settings, host=args.host)
     _configure_logging(fabric.log_level)
+    _start_tracing("famefabric-gateway")
     try:
-        run_gateway(settings, fabric, insecure=args.insecure)
+        run_gateway(settings, fabric, insecure=args.insecure, secret_file=args.auth_secret_file)
     except OSError as exc:
         logging.getLogger("famefabric.cli").error(
             "cannot listen on %s:%d: %s", settings.host, settings.port, exc.strerror or exc
@@ -349,12 +355,17 @@ def _chat_agent(args: argparse.Namespace) -> int:
     if args.model:
         chat_settings = replace(chat_settings, model=args.model)
     _configure_logging(settings.log_level)
+    _start_tracing("famefabric-chat-agent")
     try:
         asyncio.run(serve_chat_agent(settings, chat_settings, address=args.address))
     except FabricError as exc:
         logging.getLogger("famefabric.cli").error("%s", exc)
         return 2
     return 0
+
+
+def _start_tracing(service_name: str) -> None:
+    tracing.setup(service_name)
 
 
 def _chat(args: argparse.Namespace) -> int:
@@ -368,6 +379,7 @@ def _chat(args: argparse.Namespace) -> int:
     if args.verbose:
         settings = replace(settings, show_envelopes=True)
     _configure_logging(args.log_level or "warning")
+    _start_tracing("famefabric-chat")
     if args.history is not None and args.history < 1:
         raise ConfigurationError(f"--history={args.history} must be at least 1")
     options = ChatOptions(

@@ -33,6 +33,8 @@ from famefabric.agent.proxy import (
 from famefabric.agent.server import AgentServer
 from famefabric.errors import FabricError
 from famefabric.node import Node
+from famefabric.observability import tracing
+from famefabric.observability.endpoint import serve_metrics_from_env
 from famefabric.security import TokenProvider, token_provider_from_env
 from famefabric.security.tls import client_context_from_env
 from famefabric.sentinel import Sentinel
@@ -136,6 +138,7 @@ class FameFabric:
         return self._node
 
     async def __aenter__(self) -> Self:
+        tracing.setup("famefabric")  # on only if OTEL_* says so; a no-op when already on
         try:
             if self._in_process:
                 self._sentinel = await self._stack.enter_async_context(
@@ -231,7 +234,8 @@ async def aserve(
         return
     await fabric.serve(agent, address, limits=limits)
     log.info("%s serving %s", agent.name, address)
-    await _wait_for_stop(stop)
+    async with serve_metrics_from_env():
+        await _wait_for_stop(stop)
 
 
 def serve(agent: BaseAgent, address: str) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from famefabric.errors import ConfigurationError
+from famefabric.observability.logs import parse_levels
 
 DEFAULT_ADMISSION_URL = "ws://localhost:8000/fame/v1/attach/ws/downstream"
 DEFAULT_PORT = 8000
@@ -116,7 +117,8 @@ class FabricSettings:
         listener_port: ``FAME_LISTENER_PORT`` (or ``FAME_LISTENER_WEBSOCKET_PORT``), the sentinel's port.
         max_initial_attempts: ``FAME_SESSION_MAX_INITIAL_ATTEMPTS``, first-connect attempts (0 = forever).
         call_timeout: ``FAME_CALL_TIMEOUT``, default seconds a call waits for its answer.
-        log_level: ``FAME_LOG_LEVEL``, the CLI's logging level.
+        log_level: ``FAME_LOG_LEVEL``, the CLI's logging level, optionally with
+            per-logger overrides (``info,famefabric.sentinel=debug``).
     """
 
     admission_url: str = DEFAULT_ADMISSION_URL
@@ -140,10 +142,7 @@ class FabricSettings:
             "FAME_LISTENER_PORT" if "FAME_LISTENER_PORT" in env else "FAME_LISTENER_WEBSOCKET_PORT"
         )
         log_level = (env.get("FAME_LOG_LEVEL") or "info").lower()
-        if log_level not in ("debug", "info", "warning", "error", "critical"):
-            raise ConfigurationError(
-                f"FAME_LOG_LEVEL={log_level!r} is not a level: expected debug, info, warning or error"
-            )
+        parse_levels(log_level)  # a level, then optional logger=level overrides
         return cls(
             admission_url=check_ws_urls("FAME_DIRECT_ADMISSION_URL", url),
             node_id=env.get("FAME_NODE_ID") or None,

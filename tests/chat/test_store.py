@@ -525,3 +525,27 @@ async def test_several_stores_opening_a_new_sqlite_file_at_once_all_succeed(tmp_
                 await store.aclose()
         async with SQLiteConversationStore(path) as check:
             assert len(await check.list_ids(limit=100)) == 20
+
+
+async def test_a_cancelled_call_leaves_the_store_usable(store: ConversationStore) -> None:
+    """A turn cancelled mid-call (a client closing its stream) must not wedge the store."""
+    await store.create(conversation("c1"))
+    for yields in range(12):
+        call = asyncio.ensure_future(store.load("c1"))
+        for _ in range(yields):
+            await asyncio.sleep(0)
+        call.cancel()
+        await asyncio.gather(call, return_exceptions=True)
+        write = asyncio.ensure_future(store.acquire_lease("c1", f"o{yields}", 5.0))
+        for _ in range(yields):
+            await asyncio.sleep(0)
+        write.cancel()
+        await asyncio.gather(write, return_exceptions=True)
+        await store.release_lease("c1", f"o{yields}")
+    state = await store.load("c1")
+    assert state is not None
+    await store.commit_turn(
+        "c1", expected_version=0, user_message="hi", reply="hello", turn_id=None
+    )
+    loaded = await store.load("c1")
+    assert loaded is not None and loaded.version == 1

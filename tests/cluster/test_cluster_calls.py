@@ -15,15 +15,17 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
 from cluster_harness import ClusterSentinel, NatsServer, cluster_sentinel
 from support.agents import our_echo_agent, start_agents
+from support.clients import ClientJob, run_client
 from support.pool import ProcessPool
 from support.procs import ManagedProcess
 
-from famefabric import ConnectionClosed, FameFabric, NoRoute, RemoteError
+from famefabric import ConnectionClosed, FameFabric, NoRoute, OperationTimeout, RemoteError
 from famefabric.agent import RemoteAgent
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60), pytest.mark.asyncio(loop_scope="module")]
@@ -118,3 +120,106 @@ async def test_agent_killed_mid_call_fails_the_remote_caller_at_once(
             await call
         assert time.monotonic() - killed_at < PROMPT
         assert "victim@fame.fabric" in str(caught.value)
+
+
+async def test_cancel_crosses_the_cluster_to_the_agent(pair: TwoSentinels) -> None:
+    """A caller on B gives up: the agent on A gets the cancel notice and stops the handler."""
+    async with attached(pair.b) as fabric:
+        echo = RemoteAgent(ECHO, fabric=fabric)
+        cancelled = pair.agent.count(r"^CANCELLED ", stream="stdout")
+        call = asyncio.ensure_future(echo.sleep(seconds=20.0))
+        await pair.agent.wait_until(
+            lambda: pair.agent.count(r"^SLEEPING 20", stream="stdout") > cancelled,
+            within=10,
+            what="the start of the call",
+        )
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        await pair.agent.wait_until(
+            lambda: pair.agent.count(r"^CANCELLED 20", stream="stdout") > cancelled,
+            within=PROMPT,
+            what="the cancel notice reached the agent",
+        )
+        assert await echo.echo("still fine") == "still fine"
+
+
+async def test_deadline_cancels_the_remote_handler_and_big_replies_fail_fast(
+    pair: TwoSentinels,
+) -> None:
+    """A call past its deadline is cancelled on the agent across the cluster; a reply over
+    the envelope limit comes back as the agent's error, not as a hang."""
+    async with attached(pair.b) as fabric:
+        echo = RemoteAgent(ECHO, fabric=fabric)
+        cancelled = pair.agent.count(r"^CANCELLED 7", stream="stdout")
+        started = time.monotonic()
+        with pytest.raises(OperationTimeout):
+            await echo.sleep(seconds=7.0, _timeout=0.5)
+        assert time.monotonic() - started < 0.5 + PROMPT
+        await pair.agent.wait_until(
+            lambda: pair.agent.count(r"^CANCELLED 7", stream="stdout") > cancelled,
+            within=PROMPT,
+            what="the handler past its deadline was cancelled",
+        )
+        with pytest.raises(RemoteError, match="too large to send"):
+            await echo.big(400_000)
+        # Per-source order across the cluster: a long stream arrives complete and in order.
+        assert [item async for item in echo.count(300)] == [{"i": i} for i in range(300)]
+
+
+REPLICA = "replica@fame.fabric"
+CONVERSATIONS = 50
+TURNS = 10
+
+
+async def test_replicas_on_two_sentinels_keep_each_conversation_on_one_replica(
+    module_processes: ProcessPool, pair: TwoSentinels
+) -> None:
+    """50 conversations x 10 calls, alternating callers on A and B: one replica per key.
+
+    Both sentinels pick with rendezvous hashing over the cluster-wide replica
+    set, so a key's calls reach the same replica whichever sentinel the caller
+    is attached to; the keys spread over both replicas.
+    """
+    (on_a,) = await start_agents(module_processes, pair.a, [our_echo_agent(REPLICA)])
+    (on_b,) = await start_agents(module_processes, pair.b, [our_echo_agent(REPLICA)])
+    await asyncio.gather(
+        pair.a.wait_peer_addresses("clusterB", 1), pair.b.wait_peer_addresses("clusterA", 2)
+    )
+    async with attached(pair.a) as fabric_a, attached(pair.b) as fabric_b:
+        callers = [RemoteAgent(REPLICA, fabric=fabric_a), RemoteAgent(REPLICA, fabric=fabric_b)]
+
+        async def conversation(k: int) -> set[str]:
+            served = set()
+            for turn in range(TURNS):
+                served.add(await callers[turn % 2].whoami(f"conversation-{k}"))
+            return served
+
+        served = await asyncio.gather(*(conversation(k) for k in range(CONVERSATIONS)))
+    assert all(len(replicas) == 1 for replicas in served), served
+    used = {next(iter(replicas)) for replicas in served}
+    assert len(used) == 2, f"every conversation went to {used}"
+    on_a.terminate()
+    on_b.terminate()
+
+
+@pytest.mark.interop
+async def test_a_naylence_client_on_b_calls_our_agent_on_a(
+    interop_venv: Path, module_processes: ProcessPool, pair: TwoSentinels
+) -> None:
+    """The reference client, attached to sentinel B, gets our agent's answers from sentinel A."""
+    ops = await run_client(module_processes, ClientJob("naylence", "ops", pair.b, ECHO, 10.0))
+    expected = {"echo": "hello", "echo_positional": "positional", "add": 7, "nothing": None}
+    for name, value in expected.items():
+        record = ops.step(name)
+        assert record["ok"] and record["value"] == value, ops.report
+    streams = await run_client(
+        module_processes, ClientJob("naylence", "stream", pair.b, ECHO, 10.0)
+    )
+    assert streams.step("count")["items"] == [{"i": 0}, {"i": 1}, {"i": 2}]
+    assert streams.step("count_zero")["items"] == []
+    unknown = await run_client(
+        module_processes, ClientJob("naylence", "unknown", pair.b, NOBODY, 10.0)
+    )
+    record = unknown.step("invoke_unbound_logical")
+    assert not record["ok"] and NOBODY in str(record) and record["secs"] < PROMPT

@@ -239,3 +239,25 @@ def test_fame_chat_help_documents_the_commands_and_multi_line_input() -> None:
         '"""',
     ):
         assert documented in result.stdout, documented
+
+
+def test_verbose_traces_one_line_per_envelope_and_keeps_the_streamed_reply_whole(
+    stack: dict[str, str],
+) -> None:
+    question = " ".join(f"w{i}" for i in range(30))
+    result = subprocess.run(
+        [FAME, "chat", "--verbose"],
+        input=question + "\n",
+        env=stack,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,  # one terminal shows both
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stdout
+    lines = result.stdout.splitlines()
+    assert f"A> echo(2): {question}" in lines  # not split by trace lines
+    traces = [line for line in lines if " envelope " in line]
+    assert len(traces) > 30  # the streamed pieces were traced...
+    split = [line for line in traces if not line[:4].isdigit()]
+    assert split == []  # ...one line each, starting with the time

@@ -26,9 +26,12 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from famefabric import Agent, FameFabric, RemoteError
+from famefabric.clock import timestamp
 from famefabric.errors import ConnectionClosed, FabricError
 from famefabric.node import Node
-from famefabric.protocol.frames import Envelope
+from famefabric.protocol.codec import envelope_from_dict
+from famefabric.protocol.envelopes import cancel_notice
+from famefabric.protocol.frames import Data, Envelope
 from famefabric.security import StaticToken, mint_token
 from famefabric.testing import OpenAIStubServer
 
@@ -260,3 +263,55 @@ async def test_tls_end_to_end_through_fame_chat(
     assert (
         "FAME_TLS_CA" in untrusted.stderr() and stack.sentinel.admission_url in untrusted.stderr()
     )
+
+
+async def test_a_rogue_cannot_cancel_another_callers_request(stack: Stack) -> None:
+    """A cancel notice naming the victim's request reaches the agent only from the victim."""
+    slow = "slow@fame.fabric"
+    secret_claims = {"serve": [slow]}
+    received: list[Envelope] = []
+    request_seen = asyncio.Event()
+    cancel_seen = asyncio.Event()
+    release = asyncio.Event()
+    sentinel_url = stack.sentinel.admission_url
+    async with (
+        FameFabric.create(
+            admission_url=sentinel_url, token=StaticToken(token("slow-svc", **secret_claims))
+        ) as agent_fabric,
+        stack.fabric(StaticToken(token("victim", call=[slow]))) as victim,
+        stack.fabric(StaticToken(token("rogue", call=[slow]))) as rogue,
+    ):
+        agent_node = agent_fabric.node
+
+        async def handle(envelope: Envelope) -> None:
+            received.append(envelope)
+            if isinstance(envelope.frame, Data):
+                request_seen.set()
+                await release.wait()
+                payload = envelope.frame.payload
+                await agent_node.reply(
+                    envelope, {"jsonrpc": "2.0", "id": payload["id"], "result": 1}
+                )
+            else:
+                cancel_seen.set()
+
+        await agent_node.bind(slow, handle)
+        call = asyncio.ensure_future(victim.node.call(slow, "work", {}, timeout=30))
+        async with asyncio.timeout(10):
+            await request_seen.wait()
+        request = next(e for e in received if isinstance(e.frame, Data))
+        assert request.corr_id is not None
+        forged = envelope_from_dict(
+            cancel_notice(to=slow, call_id=request.corr_id, envelope_id=request.id, ts=timestamp())
+        )
+        for _ in range(10):
+            await rogue.node.send(forged)
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(1.0):
+                await cancel_seen.wait()
+        assert all(isinstance(e.frame, Data) for e in received)  # before: it reached the agent
+        await victim.node.send(forged)  # the same notice from the request's sender does
+        async with asyncio.timeout(10):
+            await cancel_seen.wait()
+        release.set()
+        await asyncio.gather(call, return_exceptions=True)

@@ -147,9 +147,6 @@ async def test_each_user_gets_a_link_of_their_own(stack: Stack) -> None:
 
 
 async def test_two_users_cannot_see_each_others_conversations(stack: Stack) -> None:
-    pytest.importorskip(
-        "famefabric.chat.ownership", reason="conversation ownership lands with the security work"
-    )
     alice, bob = token("alice"), token("bob")
     async with stack.client(alice) as client:
         conversation = await client.conversations.create()

@@ -94,7 +94,14 @@ async def test_reply_streams_and_the_conversation_survives_a_reload(
     stack.llm.enqueue(Reply(LONG_REPLY))
     page, watch = await open_chat(browser, stack.url)
     await page.locator("#system-prompt").fill("You answer in words.")
-    await send(page, "Count for me, please\nin words")
+    # Shift+Enter starts a new line; Enter sends.
+    box = page.locator("#input")
+    await box.type("Count for me, please")
+    await box.press("Shift+Enter")
+    await box.type("in words")
+    assert await box.input_value() == "Count for me, please\nin words"
+    assert await page.locator(".message").count() == 0
+    await box.press("Enter")
 
     # Streaming: the reply is on screen while the stub is still sending it.
     streaming = page.locator(".message.streaming[data-role=assistant] .body")

@@ -115,12 +115,6 @@ async def test_sign_in_link_carries_the_token_in_the_fragment(
     assert watch.page_errors == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the chat agent does not yet keep conversations per subject (chat ownership, "
-    "issue 10): today every signed-in user sees every conversation; remove this mark "
-    "when ownership lands (strict: the test then passes and this mark fails it)",
-)
 async def test_one_user_never_sees_anothers_conversation(stack: WebStack, browser: Any) -> None:
     alice = mint_token(SECRET, "alice2", *USER_CALLS)
     bob = mint_token(SECRET, "bob", *USER_CALLS)

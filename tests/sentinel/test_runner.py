@@ -83,7 +83,7 @@ async def test_a_closed_sentinel_cannot_start_again() -> None:
 
 
 def test_an_unknown_log_level_is_a_configuration_error() -> None:
-    with pytest.raises(ConfigurationError, match="log level 'loud' is not valid"):
+    with pytest.raises(ConfigurationError, match="'loud' is not a log level"):
         run_sentinel(log_level="loud")
 
 

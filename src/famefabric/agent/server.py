@@ -26,16 +26,17 @@ import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import aclosing
+from contextlib import aclosing, nullcontext
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
-from famefabric.agent import a2a
+from famefabric.agent import a2a, telemetry
 from famefabric.agent.caller import caller_from_meta, reset_caller, set_caller
 from famefabric.agent.limits import HandlerLimits, HandlerSlots
 from famefabric.agent.operations import OperationSpec
 from famefabric.errors import JSONValue, LocalProtocolError, OperationError
+from famefabric.observability import metrics, tracing
 from famefabric.protocol import jsonrpc
 from famefabric.protocol.frames import Data, DeliveryAck, Envelope
 from famefabric.protocol.ids import new_id
@@ -82,6 +83,14 @@ class AgentServer:
         self._running: dict[str, asyncio.Task[Any]] = {}
         self._abandoned: set[str] = set()
         self._operations: dict[str, tuple[Handler, bool]] = {}
+        self._known = frozenset(type(agent).operations()) | {
+            "tasks/send",
+            "tasks/get",
+            "tasks/cancel",
+            "tasks/sendSubscribe",
+            "tasks/sendUnsubscribe",
+        }
+        metrics.watch_agent(self)
         self._a2a: dict[str, tuple[Handler, bool]] = {
             "tasks/send": (_a2a_handler(a2a.TaskSendParams, agent.start_task), False),
             "tasks/get": (_a2a_handler(a2a.TaskQueryParams, agent.get_task_status), False),
@@ -132,33 +141,45 @@ class AgentServer:
         assert task is not None
         self._running[request.id] = task
         caller = set_caller(caller_from_meta(envelope.meta))
+        record = telemetry.RequestTelemetry(
+            request.method, self._known, self._address, envelope.meta
+        )
         try:
-            try:
-                await self._slots.acquire(self._address)
-            except OperationError as exc:
-                self._note_refusal(exc)
-                payload = jsonrpc.make_error(request.id, exc.code, exc.message, exc.data)
-                await self._send(envelope, request, payload)
-                return
-            if self._refused:
-                log.info(
-                    "%s: accepting requests again (%d refused while busy)",
-                    self._address,
-                    self._refused,
-                )
-                self._refused = 0
-            try:
-                await self._run(envelope, request)
-            finally:
-                self._slots.release()
+            with tracing.current(record.span) if record.span is not None else nullcontext():
+                await self._serve(envelope, request, record)
         except asyncio.CancelledError:
+            record.outcome = telemetry.CANCELLED
             if request.id in self._abandoned and task.uncancel() == 0:
                 return  # cancelled by the caller's notice: nobody waits for an answer
             raise
         finally:
+            record.finish()
             reset_caller(caller)
             self._running.pop(request.id, None)
             self._abandoned.discard(request.id)
+
+    async def _serve(
+        self, envelope: Envelope, request: jsonrpc.Request, record: telemetry.RequestTelemetry
+    ) -> None:
+        try:
+            await self._slots.acquire(self._address)
+        except OperationError as exc:
+            self._note_refusal(exc)
+            payload = jsonrpc.make_error(request.id, exc.code, exc.message, exc.data)
+            await self._send(envelope, request, payload, record)
+            record.outcome = telemetry.BUSY
+            return
+        if self._refused:
+            log.info(
+                "%s: accepting requests again (%d refused while busy)",
+                self._address,
+                self._refused,
+            )
+            self._refused = 0
+        try:
+            await self._run(envelope, request, record)
+        finally:
+            self._slots.release()
 
     def _note_refusal(self, busy: OperationError) -> None:
         # One warning per busy spell, not one per refused request: a flood must
@@ -167,11 +188,13 @@ class AgentServer:
             log.warning("%s", busy.message)
         self._refused += 1
 
-    async def _run(self, envelope: Envelope, request: jsonrpc.Request) -> None:
+    async def _run(
+        self, envelope: Envelope, request: jsonrpc.Request, record: telemetry.RequestTelemetry
+    ) -> None:
         try:
             handler, streaming = self._resolve(request)
             if streaming:
-                await self._stream(envelope, request, handler)
+                await self._stream(envelope, request, handler, record)
                 return
             result = await handler(request.params)  # type: ignore[misc]
             payload = jsonrpc.make_result(request.id, to_json(result))
@@ -179,9 +202,16 @@ class AgentServer:
             payload = jsonrpc.make_error(request.id, exc.code, exc.message, exc.data)
         except Exception as exc:  # a handler's failure is the caller's answer
             payload = self._error_payload(request, exc)
-        await self._send(envelope, request, payload)
+        await self._send(envelope, request, payload, record)
 
-    async def _stream(self, envelope: Envelope, request: jsonrpc.Request, handler: Handler) -> None:
+    async def _stream(
+        self,
+        envelope: Envelope,
+        request: jsonrpc.Request,
+        handler: Handler,
+        record: telemetry.RequestTelemetry,
+    ) -> None:
+        first = record.span is not None
         try:
             iterator = handler(request.params)
             assert isinstance(iterator, AsyncIterator)
@@ -192,22 +222,35 @@ class AgentServer:
                             "%s yielded None, which a stream cannot carry; skipped", request.method
                         )
                         continue
+                    if first:
+                        first = False
+                        record.first_item()
                     await self._send(
                         envelope, request, jsonrpc.make_result(request.id, to_json(item))
                     )
         except OperationError as exc:
             await self._send(
-                envelope, request, jsonrpc.make_error(request.id, exc.code, exc.message, exc.data)
+                envelope,
+                request,
+                jsonrpc.make_error(request.id, exc.code, exc.message, exc.data),
+                record,
             )
             return
         except Exception as exc:
-            await self._send(envelope, request, self._error_payload(request, exc))
+            await self._send(envelope, request, self._error_payload(request, exc), record)
             return
+        record.stream_ended()
         await self._send(envelope, request, jsonrpc.make_end_marker(request.id))
 
     async def _send(
-        self, envelope: Envelope, request: jsonrpc.Request, payload: dict[str, Any]
+        self,
+        envelope: Envelope,
+        request: jsonrpc.Request,
+        payload: dict[str, Any],
+        record: telemetry.RequestTelemetry | None = None,
     ) -> None:
+        if record is not None:
+            record.answered(payload)
         try:
             await self._node.reply(envelope, payload)
         except LocalProtocolError as exc:

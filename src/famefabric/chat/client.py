@@ -18,7 +18,13 @@ from famefabric.agent.a2a import make_task_params
 from famefabric.agent.proxy import RemoteAgent
 from famefabric.chat.commands import SlashCommands
 from famefabric.chat.conversation import DEFAULT_SYSTEM_PROMPT
-from famefabric.chat.repl import PipeLineReader, Repl, TerminalLineReader, describe_error
+from famefabric.chat.repl import (
+    PipeLineReader,
+    Repl,
+    TerminalLineReader,
+    WholeLines,
+    describe_error,
+)
 from famefabric.chat.settings import data_dir
 from famefabric.errors import (
     AttachRefused,
@@ -110,34 +116,60 @@ class RemoteChatSession:
         raise AssertionError("unreachable")  # the loop returns or raises
 
     async def ask_streaming(self, question: str) -> AsyncIterator[str]:
-        """Send one turn; yield the reply's pieces (retried like :meth:`ask` until one is shown)."""
+        """Send one turn; yield the reply's pieces, retried like :meth:`ask`.
+
+        A stream cut by a departing replica (or a dropped link) is asked again
+        with the same turn id, also after text was shown; what the user already
+        saw is not shown twice: a retried reply that repeats it continues where
+        it stopped, and one that says something else is shown after a
+        :data:`RESTART_MARK`.
+        """
         turn_id = new_id()
+        shown = ""  # what the user has seen of this turn's reply, over all attempts
         for delay in (*RETRY_DELAYS, None):
-            shown = False
+            received = ""
+            fresh = not shown  # this attempt's text is shown as it comes
             try:
                 call = self._agent.stream_turn(
                     self.conversation_id, question, _timeout=self._timeout, **self._extra(turn_id)
                 )
                 async with aclosing(aiter(call)) as pieces:
-                    async for piece in pieces:
-                        shown = True
+                    async for item in pieces:
+                        piece = str(item)
+                        received += piece
                         self._takes_turn_ids = self._turn_ids
-                        yield str(piece)
+                        if fresh:
+                            shown += piece
+                            yield piece
+                        elif received.startswith(shown):
+                            fresh = True  # past what was shown: show the rest
+                            rest, shown = received[len(shown) :], received
+                            if rest:
+                                yield rest
+                        elif not shown.startswith(received):
+                            fresh = True  # another reply: say so, show it whole
+                            shown = received
+                            yield RESTART_MARK
+                            yield received
                 return
             except RemoteError as exc:
                 if not shown and exc.code == METHOD_NOT_FOUND:
                     # An agent without stream_turn: answer whole replies instead.
                     yield await self.ask(question)
                     return
-                if not self._refuses_turn_id(exc, shown):
+                if not self._refuses_turn_id(exc, bool(shown)):
                     named = naming_agent(exc, self._agent.address, "stream_turn")
                     if named is exc:
                         raise
                     raise named from exc
             except (NoRoute, ConnectionClosed) as exc:
-                if shown or delay is None or not _is_retryable(exc):
+                if delay is None or not _is_retryable(exc):
                     raise
                 await asyncio.sleep(delay)
+
+
+RESTART_MARK = " [cut off; answered again:] "
+"""Shown when a retried stream's reply differs from the part already shown."""
 
 
 def may_reject_argument(error: RemoteError, name: str) -> bool:
@@ -200,7 +232,13 @@ async def run_chat(
             )
             commands = SlashCommands(handle, out)
             reader = _reader(stdin, out)
-            await Repl(session, reader, out, stream=options.stream, commands=commands).run()
+            # Traced envelopes go to the same terminal: show the reply in whole lines.
+            shown: TextIO = WholeLines(out) if settings.show_envelopes else out  # type: ignore[assignment]
+            try:
+                await Repl(session, reader, shown, stream=options.stream, commands=commands).run()
+            finally:
+                if isinstance(shown, WholeLines):
+                    shown.drain()
             await handle.leave()
             out.write("goodbye\n")
             out.flush()

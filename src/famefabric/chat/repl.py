@@ -84,6 +84,7 @@ class PipeLineReader:
         text = line.rstrip("\r\n")
         # Piped input is not echoed by a terminal: show it, so the output reads as a session.
         self._output.write(text + "\n")
+        self._output.flush()
         return text
 
     def close(self) -> None:
@@ -156,6 +157,39 @@ class TerminalLineReader:
                 os.makedirs(os.path.dirname(self._history_file) or ".", exist_ok=True)
                 self._readline.write_history_file(self._history_file)
                 os.chmod(self._history_file, 0o600)  # questions may be private
+
+
+class WholeLines:
+    """An output that writes only whole lines; used while envelopes are traced.
+
+    The envelope trace writes whole lines to the same terminal; holding a
+    streamed reply back until its line is complete keeps trace lines from
+    splitting it. :meth:`flush` writes nothing partial; :meth:`drain` does.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._pending = ""
+
+    def write(self, text: str) -> int:
+        """Add ``text``; write out every line it completes."""
+        self._pending += text
+        cut = self._pending.rfind("\n") + 1
+        if cut:
+            self._stream.write(self._pending[:cut])
+            self._stream.flush()
+            self._pending = self._pending[cut:]
+        return len(text)
+
+    def flush(self) -> None:
+        """Keep an incomplete line back (it is written with its end)."""
+
+    def drain(self) -> None:
+        """Write out whatever is held back."""
+        if self._pending:
+            self._stream.write(self._pending)
+            self._pending = ""
+        self._stream.flush()
 
 
 def describe_error(exc: BaseException) -> str:

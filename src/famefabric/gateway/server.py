@@ -22,14 +22,24 @@ LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
 async def serve_gateway(
-    settings: GatewaySettings, fabric: FabricSettings, *, insecure: bool = False
+    settings: GatewaySettings,
+    fabric: FabricSettings,
+    *,
+    insecure: bool = False,
+    secret_file: str | None = None,
 ) -> None:
     """Serve the gateway until SIGINT/SIGTERM.
+
+    Args:
+        settings: the gateway's settings.
+        fabric: the fabric settings (the sentinel's attach URL).
+        insecure: allow a non-loopback interface without auth.
+        secret_file: the HS256 secret's file (``--auth-secret-file``), like the sentinel's.
 
     Raises:
         ConfigurationError: a non-loopback host without auth and without ``insecure``.
     """
-    verifier = TokenVerifier.from_env()
+    verifier = TokenVerifier.from_env(secret_file=secret_file)
     if verifier is None and settings.host not in LOOPBACK and not insecure:
         raise ConfigurationError(
             f"FAME_GATEWAY_HOST={settings.host} without auth would let anyone on the network "
@@ -68,6 +78,12 @@ async def serve_gateway(
     await server.serve(sockets=[sock])
 
 
-def run_gateway(settings: GatewaySettings, fabric: FabricSettings, *, insecure: bool) -> None:
+def run_gateway(
+    settings: GatewaySettings,
+    fabric: FabricSettings,
+    *,
+    insecure: bool,
+    secret_file: str | None = None,
+) -> None:
     """Run :func:`serve_gateway` to completion."""
-    asyncio.run(serve_gateway(settings, fabric, insecure=insecure))
+    asyncio.run(serve_gateway(settings, fabric, insecure=insecure, secret_file=secret_file))

@@ -30,8 +30,9 @@ from famefabric.errors import (
     RemoteError,
     StreamOverflow,
 )
-from famefabric.node import wire
+from famefabric.node import call_spans, wire
 from famefabric.node.correlation import PendingCall, PendingCalls
+from famefabric.observability import tracing
 from famefabric.protocol.address import parse_address
 from famefabric.protocol.frames import RTYPE_REPLY, RTYPE_STREAM
 from famefabric.protocol.ids import new_id
@@ -109,6 +110,23 @@ class RpcClient:
         limit = self.default_timeout if timeout is None else timeout
         call = PendingCall(new_id(), new_id(), to, method, streaming=False)
         request = self.request(call, params, rtype=RTYPE_REPLY, timeout=limit, meta=meta)
+        if tracing.ACTIVE:
+            return await self._traced_call(call, request, limit)
+        return await self._call(call, request, limit)
+
+    async def _traced_call(
+        self, call: PendingCall, request: dict[str, Any], limit: float
+    ) -> JSONValue:
+        span = call_spans.start(call.method, call.address, request, streaming=False)
+        try:
+            result = await self._call(call, request, limit)
+        except BaseException as exc:
+            call_spans.end(span, exc)
+            raise
+        call_spans.end(span)
+        return result
+
+    async def _call(self, call: PendingCall, request: dict[str, Any], limit: float) -> JSONValue:
         assert call.future is not None
         self.pending.add(call)
         scope = asyncio.timeout(limit)
@@ -120,7 +138,9 @@ class RpcClient:
             if not scope.expired():
                 raise
             self.abandon(call)
-            raise OperationTimeout(f"no reply from {to!r} to {method} within {limit:g} s") from None
+            raise OperationTimeout(
+                f"no reply from {call.address!r} to {call.method} within {limit:g} s"
+            ) from None
         except asyncio.CancelledError:
             self.abandon(call)
             raise
@@ -222,6 +242,8 @@ class Stream:
         self._call: PendingCall | None = None
         self._deadline: float | None = None
         self._finished = False
+        self._span: Any = None
+        self._seen_item = False
 
     def __aiter__(self) -> AsyncGenerator[JSONValue, None]:
         return self._items()
@@ -236,6 +258,8 @@ class Stream:
                 yield item
         finally:
             self._abandon()
+            if self._span is not None:
+                self._end_span(asyncio.CancelledError())
 
     async def __aenter__(self) -> Stream:
         return self
@@ -255,6 +279,8 @@ class Stream:
         )
         if self._timeout is not None:
             self._deadline = asyncio.get_running_loop().time() + self._timeout
+        if tracing.ACTIVE:
+            self._span = call_spans.start(self._method, self._to, request, streaming=True)
         self._call = call
         self._client.pending.add(call)
         try:
@@ -265,6 +291,29 @@ class Stream:
         return call
 
     async def __anext__(self) -> JSONValue:
+        if self._span is None and self._call is not None:
+            return await self._next()
+        try:
+            item = await self._next()
+        except StopAsyncIteration:
+            self._end_span(None)
+            raise
+        except BaseException as exc:
+            self._end_span(exc)
+            raise
+        if self._span is not None and not self._seen_item:
+            self._seen_item = True
+            self._span.add_event("first item")
+        return item
+
+    def _end_span(self, error: BaseException | None) -> None:
+        span, self._span = self._span, None
+        if span is not None:
+            if error is None:
+                span.add_event("end of stream")
+            call_spans.end(span, error)
+
+    async def _next(self) -> JSONValue:
         if self._finished:
             raise StopAsyncIteration
         call = self._call or await self._start()
@@ -304,6 +353,8 @@ class Stream:
     async def aclose(self) -> None:
         """Stop the stream; the agent gets a cancel notice if it was still running."""
         self._abandon()
+        if self._span is not None:
+            self._end_span(asyncio.CancelledError())
 
     def _finish(self) -> None:
         self._finished = True

@@ -62,6 +62,8 @@ class InflightRequest:
     """When it was forwarded (monotonic clock)."""
     deadline: object = None
     """The request's raw ``meta.deadline``, read only when expiring entries."""
+    span: Any = None
+    """The sentinel's open span of the request, when tracing is on."""
 
 
 class InflightRequests:
@@ -110,7 +112,9 @@ class InflightRequests:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def add(self, envelope: Mapping[str, Any], *, source: str, destination: str) -> Key | None:
+    def add(
+        self, envelope: Mapping[str, Any], *, source: str, destination: str, span: Any = None
+    ) -> Key | None:
         """Remember a request just forwarded from ``source`` to ``destination``.
 
         Returns:
@@ -158,6 +162,7 @@ class InflightRequests:
             not (rtype or 0) & RTYPE_REPLY,
             self._clock(),
             deadline,
+            span,
         )
         keys = self._by_destination.get(destination)
         if keys is None:

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Sequence
 
 from famefabric.errors import ConnectionClosed
+from famefabric.observability import metrics
 from famefabric.protocol.ids import new_id
 from famefabric.sentinel.router import Action, Close, Router, Send
 from famefabric.sentinel.session import ChildSession, SessionState
@@ -33,11 +35,18 @@ CLOSE_TIMEOUT = 2.0
 SLOW_CLOSE_TIMEOUT = 0.5
 """The same for a slow consumer, whose socket is full anyway."""
 
+_count_out = metrics.ENVELOPES_OUT.inc
+_bytes_out = metrics.BYTES_OUT.inc
+_bytes_in = metrics.BYTES_IN.inc
+_forward_seconds = metrics.FORWARD_SECONDS.observe
+
 
 def apply(actions: Sequence[Action], now: float) -> None:
     """Carry out a session's actions; never blocks."""
     for action in actions:
         if type(action) is Send:
+            _count_out()
+            _bytes_out(len(action.data))
             if not action.target.outbound.offer(action.data, now=now) and log.isEnabledFor(
                 logging.DEBUG
             ):
@@ -127,12 +136,15 @@ async def _read(
 ) -> None:
     receive = transport.receive
     feed = session.receive
+    clock = time.perf_counter
     while True:
         try:
             message = await receive()
         except ConnectionClosed:
             return
         now = loop.time()
+        started = clock()
+        _bytes_in(len(message))
         try:
             actions = feed(message, now)
         except Exception as exc:
@@ -146,6 +158,7 @@ async def _read(
             continue
         if actions:
             apply(actions, now)
+        _forward_seconds(clock() - started)
 
 
 async def _write(session: ChildSession, transport: Transport, ready: asyncio.Event) -> None:

@@ -28,6 +28,7 @@ import orjson
 
 from famefabric.clock import timestamp
 from famefabric.envelope_log import EnvelopePrinter
+from famefabric.observability import metrics, tracing
 from famefabric.protocol import envelopes
 from famefabric.protocol.envelopes import is_request_rtype
 from famefabric.protocol.ids import source_id
@@ -41,6 +42,7 @@ from famefabric.routing import (
     route,
 )
 from famefabric.routing.decisions import Decision
+from famefabric.sentinel import spans
 from famefabric.sentinel.inflight import InflightRequest, InflightRequests
 from famefabric.sentinel.limits import SentinelLimits
 
@@ -65,6 +67,8 @@ SLOW_CONSUMER_CLOSE = 1008
 """Close code of a slow consumer (policy violation)."""
 
 _DEBUG = logging.DEBUG
+_NACKS = {code: metrics.NACKS.labels(code) for code in metrics.NACK_CODES}
+_NACK_OTHER = metrics.NACKS.labels("other")
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +162,8 @@ class Router:
         """The attached session of each system id."""
         self.sessions: set[ChildSession] = set()
         """Every open session, attached or not."""
+        self.span: Any = None
+        """The span of the request :meth:`forward` is routing, when tracing is on."""
         self.cluster: ClusterRoutes | None = None
         """The cluster this sentinel belongs to, if any."""
 
@@ -182,6 +188,8 @@ class Router:
         request = is_request_rtype(envelope.get("rtype"))
         if inflight and not request:
             answered = inflight.settle(envelope, source=source, force=oversize)
+            if answered is not None and answered.span is not None and not oversize:
+                spans.answered(answered, envelope)
             if answered is not None:
                 self.settled(answered, out)
             if oversize and answered is not None:
@@ -240,13 +248,15 @@ class Router:
                 session.warn("refused a request: %s", reason)
                 self.nack(envelope, DESTINATION_BUSY, reason, out, now)
                 return out
+        queue = destination.outbound
+        if request and tracing.ACTIVE:
+            self.span = spans.forwarding(envelope, source, destination.node_id, queue)
         data = self.serialize(session, envelope, destination, out, now)
         if data is None:
             return out
         if len(data) > max_bytes:
             self.too_large(session, envelope, len(data), out, now)
             return out
-        queue = destination.outbound
         if not queue.has_room(len(data)):
             queue.full_since = queue.full_since if queue.full_since is not None else now
             if request or is_nackable(envelope):
@@ -264,7 +274,13 @@ class Router:
                 self.slow_consumer(destination, out, now)
             return out
         if request:
-            inflight.add(envelope, source=source, destination=destination.node_id)
+            span, self.span = self.span, None
+            if (
+                inflight.add(envelope, source=source, destination=destination.node_id, span=span)
+                is None
+                and span is not None
+            ):
+                span.end()  # not tracked: nothing will end it later
         if self.printer is not None or log.isEnabledFor(_DEBUG):
             self.trace(envelope, source, destination)
         out.append(Send(destination, data))
@@ -345,6 +361,9 @@ class Router:
         self, failed: dict[str, Any], code: str, reason: str, out: list[Action], now: float
     ) -> None:
         """NACK ``failed`` to its ``replyTo`` when it earns one (§7.6)."""
+        if tracing.ACTIVE and is_request_rtype(failed.get("rtype")):
+            span, self.span = self.span, None
+            spans.refused(span, failed, None, code, reason)
         if not is_nackable(failed):
             if log.isEnabledFor(_DEBUG):
                 log.debug("dropped %s without a NACK: %s (%s)", failed.get("id"), reason, code)
@@ -364,6 +383,8 @@ class Router:
         self, entry: InflightRequest, code: str, reason: str, out: list[Action], now: float
     ) -> None:
         """NACK a tracked request to its caller."""
+        if entry.span is not None:
+            spans.failed(entry, code, reason)
         self.send_nack(
             to=entry.reply_to,
             corr_id=entry.corr_id,
@@ -414,6 +435,7 @@ class Router:
             return
         destination.flows.stamp_wire(nack, destination.flow_id)
         data = orjson.dumps(nack)
+        _NACKS.get(code, _NACK_OTHER).inc()
         if not destination.outbound.has_room(len(data)):
             self.slow_consumer(destination, out, now)
             return
@@ -428,6 +450,7 @@ class Router:
         queue = session.outbound
         reason = f"slow consumer: {len(queue)} messages ({queue.bytes} bytes) unread"
         log.warning("node %s: closing the connection, %s", session.node_id, reason)
+        metrics.SLOW_CONSUMERS.inc()
         queue.close()  # what it has not read is lost with the link anyway
         out.append(Close(session, SLOW_CONSUMER_CLOSE, reason))
         session.closing(SLOW_CONSUMER_CLOSE, reason)

@@ -8,8 +8,9 @@ import signal
 import ssl
 from collections.abc import Callable
 
-from famefabric.errors import ConfigurationError
 from famefabric.log_limits import install_repeat_filter
+from famefabric.observability import tracing
+from famefabric.observability.logs import configure_logging
 from famefabric.security import TokenVerifier
 from famefabric.security.tls import server_context_from_env
 from famefabric.sentinel.admission import listening_host
@@ -124,17 +125,13 @@ def run_sentinel(
         ConfigurationError: ``log_level`` is not a logging level name, or the
             sentinel cannot start.
     """
-    level = logging.getLevelName(log_level.upper())
-    if not isinstance(level, int):
-        raise ConfigurationError(
-            f"log level {log_level!r} is not valid: expected debug, info, warning or error"
-        )
-    logging.basicConfig(level=level, format=LOG_FORMAT)
-    if level > logging.DEBUG:
+    configure_logging(log_level)
+    if logging.getLogger().level > logging.DEBUG:
         # websockets logs every HTTP exchange (each health check) and every closed
         # connection at INFO; the sentinel logs attaches and detaches itself.
         logging.getLogger("websockets.server").setLevel(logging.WARNING)
     install_repeat_filter()
+    tracing.setup("famefabric-sentinel")
     env = FabricSettings.from_env()
     port = env.listener_port if port is None else port
     system_id = env.node_id if system_id is None else system_id

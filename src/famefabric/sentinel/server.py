@@ -33,11 +33,13 @@ from websockets.protocol import State
 
 from famefabric.envelope_log import EnvelopePrinter
 from famefabric.errors import ConfigurationError
+from famefabric.observability import metrics, tracing
+from famefabric.observability.endpoint import metrics_response
 from famefabric.protocol.ids import ID_LENGTH, base62
 from famefabric.routing import RoutingTable
 from famefabric.routing.permissions import Identity
 from famefabric.security import TokenVerifier
-from famefabric.sentinel import pump
+from famefabric.sentinel import pump, spans
 from famefabric.sentinel.admission import Admission
 from famefabric.sentinel.admission_limits import (
     AdmissionLimits,
@@ -198,6 +200,8 @@ class Sentinel:
         self._closing = False
         self._stopped = asyncio.Event()
         self._closed = asyncio.Event()
+        self._metrics_token = metrics.metrics_token()
+        metrics.watch_sentinel(self)
 
     @property
     def system_id(self) -> str:
@@ -228,6 +232,10 @@ class Sentinel:
         counts["connections"] = len(self._connections)
         counts["inflight"] = len(self._inflight)
         return counts
+
+    def queue_depths(self) -> list[tuple[int, int]]:
+        """Return (envelopes, bytes) waiting in each connection's outbound queue."""
+        return [(len(session.outbound), session.outbound.bytes) for session in self._connections]
 
     async def __aenter__(self) -> Self:
         if self._closing:
@@ -409,10 +417,13 @@ class Sentinel:
             return json_response(connection, HTTPStatus.OK, body)
         if path == INGRESS_HEALTH_PATH:
             return json_response(connection, HTTPStatus.OK, {"status": "healthy"})
+        if path == metrics.METRICS_PATH:
+            return metrics_response(connection, request, self._metrics_token)
         if path.startswith("/fame/v1/attach/ws/") and is_websocket_upgrade(request.headers):
             child = attach_target(path, self._system_id)
             if child is None:
                 log.info("refused a WebSocket handshake on %s", path)
+                metrics.CONNECTIONS_REFUSED.labels("invalid_path").inc()
                 return forbidden(connection)
             if not self._gate.admit(connection):
                 log.warning(
@@ -437,6 +448,7 @@ class Sentinel:
             return
         remote = connection.remote_address
         where = f"{remote[0]}:{remote[1]}" if isinstance(remote, tuple) else str(remote)
+        metrics.CONNECTIONS_ACCEPTED.inc()
         try:
             await self.handle_transport(
                 WebSocketTransport(connection, description=f"{child} at {where}"),
@@ -460,6 +472,8 @@ class Sentinel:
             except Exception:  # task root: keep housekeeping alive
                 log.exception("in-flight expiry failed")
                 continue
+            if tracing.ACTIVE:
+                spans.expired(expired)
             if expired:
                 log.debug("forgot %d unanswered requests past their deadline", len(expired))
 

@@ -40,6 +40,7 @@ import orjson
 
 from famefabric.clock import timestamp
 from famefabric.errors import ProtocolError
+from famefabric.observability import metrics
 from famefabric.protocol import envelopes
 from famefabric.protocol.address import parse_address
 from famefabric.protocol.codec import (
@@ -72,6 +73,9 @@ from famefabric.sentinel.router import (
 from famefabric.sentinel.states import TRANSITIONS, Event, SessionState
 
 log = logging.getLogger("famefabric.sentinel")
+
+_RECEIVED = {name: metrics.ENVELOPES_IN.labels(name) for name in metrics.FRAME_TYPES}
+_RECEIVED_OTHER = metrics.ENVELOPES_IN.labels("other")
 
 WARNINGS_PER_CONNECTION = 5
 """Dropped-frame warnings logged at WARNING per connection; the rest go to DEBUG."""
@@ -270,6 +274,7 @@ class ChildSession:
             router.printer.show("received", envelope, peer=self.node_id)
         frame = envelope["frame"]
         frame_type = frame["type"]
+        _RECEIVED.get(frame_type, _RECEIVED_OTHER).inc()
         if frame_type == "CreditUpdate":
             return _NO_ACTIONS  # hop-local; we never block on credits (§9)
         out: list[Action] = []

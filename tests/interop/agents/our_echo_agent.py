@@ -23,7 +23,8 @@ One famefabric node serves two agents:
 Once every address is bound it prints
 ``READY agent id=<systemId> path=<assignedPath> addresses=<a>[,<b>]``; the
 ``sleep`` operation prints ``SLEEPING <seconds>`` when it starts, so that a
-test knows a request has been delivered. It serves until SIGINT or SIGTERM.
+test knows a request has been delivered, and ``CANCELLED <seconds>`` when its
+caller cancels it. It serves until SIGINT or SIGTERM.
 """
 
 from __future__ import annotations
@@ -112,7 +113,11 @@ class EchoAgent(BaseAgent):
     async def sleep(self, seconds: float) -> str:
         """Announce the start on stdout, sleep, then return ``"slept <seconds>"``."""
         print(f"SLEEPING {seconds}", flush=True)
-        await asyncio.sleep(seconds)
+        try:
+            await asyncio.sleep(seconds)
+        except asyncio.CancelledError:
+            print(f"CANCELLED {seconds}", flush=True)
+            raise
         return f"slept {seconds}"
 
     @operation
@@ -121,8 +126,12 @@ class EchoAgent(BaseAgent):
         return "x" * n
 
     @operation
-    async def whoami(self) -> str:
-        """Return the system id of the node serving this call."""
+    async def whoami(self, key: str | None = None) -> str:
+        """Return the system id of the node serving this call.
+
+        ``key``, the first argument, is the call's affinity key: calls with one
+        key reach one replica while the replicas do not change.
+        """
         return self._node_id
 
     async def run_task(self, payload: Any, id: str | None) -> Any:

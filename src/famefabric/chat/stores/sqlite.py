@@ -30,7 +30,7 @@ import asyncio
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
@@ -86,6 +86,21 @@ _SCHEMA = (
 
 # Roles come back from SQLite as new strings; map them to the interned literals.
 _ROLES: dict[str, Role] = {"system": "system", "user": "user", "assistant": "assistant"}
+
+
+async def _to_the_end(statement: Awaitable[object]) -> None:
+    """Await a statement that must finish even when the caller is cancelled meanwhile.
+
+    The statement runs in aiosqlite's thread whatever happens to the awaiting
+    task; awaiting it to its end keeps :attr:`in_transaction` true to the
+    connection's state. A cancel is raised again once it has finished.
+    """
+    task = asyncio.ensure_future(statement)
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.gather(task, return_exceptions=True)
+        raise
 
 
 class SQLiteConversationStore:
@@ -193,15 +208,19 @@ class SQLiteConversationStore:
         async with self._lock:
             try:
                 db = await self._connection()
-                await db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
                 try:
+                    if db.in_transaction:  # left open by a call cancelled at its very end
+                        await _to_the_end(db.execute("ROLLBACK"))
+                    await _to_the_end(db.execute("BEGIN IMMEDIATE" if write else "BEGIN"))
                     yield db
+                    await _to_the_end(db.execute("COMMIT"))
                 except BaseException:
-                    # SQLite may already have rolled back (e.g. on a full disk).
+                    # Also when cancelled (a caller closing its stream): a transaction
+                    # left open would refuse every later BEGIN. SQLite may already
+                    # have rolled back (e.g. on a full disk).
                     if db.in_transaction:
-                        await db.execute("ROLLBACK")
+                        await _to_the_end(db.execute("ROLLBACK"))
                     raise
-                await db.execute("COMMIT")
             except OSError as exc:
                 raise StoreUnavailable(self.url, str(exc)) from exc
             except sqlite3.DatabaseError as exc:

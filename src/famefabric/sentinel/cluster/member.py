@@ -57,6 +57,10 @@ log = logging.getLogger("famefabric.sentinel.cluster")
 
 MAX_QUEUED_BYTES = 64 * 1024 * 1024
 """Bytes waiting for NATS at most; beyond, requests to peers are NACKed ``DESTINATION_BUSY``."""
+JOIN_TIMEOUT_PER_SERVER = 5.0
+"""Seconds per NATS server the first connection may take before the start-up fails."""
+INITIAL_ATTEMPTS = 2
+"""Retries per NATS server when joining, before the start-up fails."""
 CHANGE_POLL = 0.025
 """Seconds between checks of the routing table for changes to announce."""
 
@@ -106,13 +110,20 @@ class ClusterMember:
         """
         self._loop = asyncio.get_running_loop()
         try:
-            nc = await nats.connect(**self._connect_options())
+            # nats-py can retry a failed TLS handshake forever: bound the join.
+            limit = JOIN_TIMEOUT_PER_SERVER * len(self.settings.servers)
+            nc = await asyncio.wait_for(nats.connect(**self._connect_options()), limit)
         except (NatsError, OSError, TimeoutError) as exc:
             servers = ", ".join(self.settings.servers)
+            if isinstance(exc, TimeoutError) and not str(exc):
+                exc = TimeoutError(f"no connection within {limit:g} s (TLS or network)")
             raise ConfigurationError(
                 f"cannot join the cluster: no NATS server answered at {servers} "
                 f"({type(exc).__name__}: {exc}); check FAME_CLUSTER_URL and the credentials"
             ) from None
+        # Reconnect forever once joined; the first connection fails after a few rounds
+        # (a wrong password or no server must stop the start-up, not hang it).
+        nc.options["max_reconnect_attempts"] = -1
         self._nc = nc
         await nc.subscribe(self.subjects.inbox(self.self_id), cb=self._on_envelope)
         await nc.subscribe(self.subjects.view, cb=self._on_heartbeat)
@@ -323,7 +334,8 @@ class ClusterMember:
     async def _beat(self) -> None:
         interval = self.settings.heartbeat_interval
         announced = self.router.table.version
-        next_beat = self._now() + interval
+        last = self._now()
+        next_beat = last + interval
         while not self._stopped.is_set():
             try:
                 async with asyncio.timeout(CHANGE_POLL):
@@ -331,11 +343,17 @@ class ClusterMember:
             except TimeoutError:
                 pass
             now = self._now()
+            stalled = now - last > interval
+            last = now
             version = self.router.table.version
             if version != announced or now >= next_beat:
                 announced = version
                 next_beat = now + interval
                 await self._heartbeat()
+            if stalled:
+                # This loop was held up longer than a heartbeat interval: the peers'
+                # heartbeats may be waiting unread, so judge their silence next time.
+                continue
             for sentinel in self.view.expired(now):
                 timeout = self.settings.peer_timeout
                 self._drop_peer(sentinel, f"sentinel {sentinel} silent for {timeout:g} s", now)
@@ -421,7 +439,7 @@ class ClusterMember:
             "name": f"fame-sentinel-{self.self_id}",
             "connect_timeout": 2,
             "reconnect_time_wait": 0.25,
-            "max_reconnect_attempts": -1,
+            "max_reconnect_attempts": INITIAL_ATTEMPTS,
             "no_echo": True,
             "error_cb": _on_error,
             "disconnected_cb": _on_disconnected,

@@ -1,7 +1,7 @@
 // The web chat: sign-in, the conversation list, one conversation, streaming turns.
 
 import { ApiError, Gateway } from "./api.js";
-import { forgetToken, loadToken, saveToken, takeLinkToken } from "./auth.js";
+import { forgetToken, loadToken, redeemLoginCode, saveToken, takeLinkToken, takeLoginCode } from "./auth.js";
 import { renderInto } from "./render.js";
 
 const DEFAULT_MODEL = "chat@fame.fabric";
@@ -460,6 +460,15 @@ async function start() {
 async function boot() {
   const linked = takeLinkToken();
   if (linked) saveToken(linked);
+  const code = takeLoginCode();
+  if (code) {
+    try {
+      saveToken(await redeemLoginCode(code));
+    } catch (exc) {
+      showSignin(exc.message);
+      return;
+    }
+  }
   if (await connect()) await start();
 }
 

@@ -36,3 +36,33 @@ export function takeLinkToken() {
   history.replaceState(history.state, "", location.pathname + location.search + (rest ? `#${rest}` : ""));
   return token.trim() || null;
 }
+
+/**
+ * `make run` prints a one-time login link instead (#login=CODE): the code, not the
+ * token, is in the address bar and the terminal; POST /v1/login exchanges it, once.
+ * Take it out of the address bar at once and return it, or null.
+ */
+export function takeLoginCode() {
+  const fragment = new URLSearchParams(location.hash.slice(1));
+  const code = fragment.get("login");
+  if (!code) return null;
+  fragment.delete("login");
+  const rest = fragment.toString();
+  history.replaceState(history.state, "", location.pathname + location.search + (rest ? `#${rest}` : ""));
+  return code.trim() || null;
+}
+
+/** Exchange a one-time login code for its token; throws Error with the gateway's message. */
+export async function redeemLoginCode(code) {
+  const response = await fetch("/v1/login", {
+    method: "POST",
+    headers: { "Content-Type": "application/json", Accept: "application/json" },
+    body: JSON.stringify({ code }),
+    cache: "no-store",
+  });
+  const body = await response.json().catch(() => null);
+  if (!response.ok || typeof body?.token !== "string") {
+    throw new Error(body?.error?.message || "the login link was not accepted: it works once; ask for a new one");
+  }
+  return body.token;
+}
