@@ -23,6 +23,7 @@ from typing import Any
 from famefabric.agent import a2a
 from famefabric.agent.caller import current_caller
 from famefabric.agent.operations import operation
+from famefabric.chat import telemetry
 from famefabric.chat.completion import StatelessCompletion
 from famefabric.chat.conversation import (
     DEFAULT_MAX_HISTORY_LENGTH,
@@ -41,6 +42,7 @@ from famefabric.chat.store import (
 )
 from famefabric.chat.stores import MemoryConversationStore
 from famefabric.errors import JSONValue, OperationError
+from famefabric.observability.logs import conversation
 from famefabric.protocol import jsonrpc
 from famefabric.protocol.ids import new_id
 
@@ -217,14 +219,15 @@ class ChatAgent(StatelessCompletion):
         """
         self._check_message(user_message)
         key = await self._key(conversation_id)
-        async with self._turn(key, conversation_id) as state:
-            if turn_id is not None:
-                stored = await self.store.find_turn(state.conversation_id, turn_id)
-                if stored is not None:
-                    return stored
-            reply = await self.model.complete(state.request_messages(user_message))
-            await self._commit(state, user_message, reply, turn_id)
-            return reply
+        with conversation(conversation_id):
+            async with telemetry.turn("unary"), self._turn(key, conversation_id) as state:
+                if turn_id is not None:
+                    stored = await self.store.find_turn(state.conversation_id, turn_id)
+                    if stored is not None:
+                        return stored
+                reply = await self.model.complete(state.request_messages(user_message))
+                await self._commit(state, user_message, reply, turn_id)
+                return reply
 
     @operation
     async def stream_turn(
@@ -237,7 +240,7 @@ class ChatAgent(StatelessCompletion):
         """
         self._check_message(user_message)
         key = await self._key(conversation_id)
-        async with self._turn(key, conversation_id) as state:
+        async with telemetry.turn("stream"), self._turn(key, conversation_id) as state:
             if turn_id is not None:
                 stored = await self.store.find_turn(state.conversation_id, turn_id)
                 if stored is not None:
@@ -311,7 +314,11 @@ class ChatAgent(StatelessCompletion):
     async def _load(self, key: str | None, conversation_id: str) -> ConversationState:
         _checked_id(Scope(current_caller()).checked_part(conversation_id))
         try:
-            state = None if key is None else await self.store.load(key)
+            state = (
+                None
+                if key is None
+                else await telemetry.timed_store("load", lambda: self.store.load(key))
+            )
         except StoreUnavailable as exc:
             raise _error(str(exc), "store_unavailable") from exc
         if state is None:
@@ -378,12 +385,15 @@ class ChatAgent(StatelessCompletion):
         self, state: ConversationState, user_message: str, reply: str, turn_id: str | None
     ) -> None:
         try:
-            await self.store.commit_turn(
-                state.conversation_id,
-                expected_version=state.version,
-                user_message=user_message,
-                reply=reply,
-                turn_id=turn_id,
+            await telemetry.timed_store(
+                "commit_turn",
+                lambda: self.store.commit_turn(
+                    state.conversation_id,
+                    expected_version=state.version,
+                    user_message=user_message,
+                    reply=reply,
+                    turn_id=turn_id,
+                ),
             )
         except VersionConflict:
             raise _error(

@@ -36,6 +36,7 @@ from famefabric.chat.model import (
     ModelTimeout,
     ModelUnreachable,
 )
+from famefabric.chat.telemetry import LlmCall
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 """Where requests go when no base URL is given."""
@@ -235,16 +236,23 @@ class OpenAIChatModel:
             ChatModelError: the request failed; see :func:`map_openai_error`.
         """
         client = self._require_client()
+        call = LlmCall(self.model, streaming=False)
         try:
-            completion = await client.chat.completions.create(
-                model=self.model,
-                messages=[_message_param(message) for message in messages],
-            )
-        except (openai.OpenAIError, json.JSONDecodeError) as exc:
-            raise self._map(exc) from exc
-        # A body served without a JSON content type comes back as text.
-        if not isinstance(completion, ChatCompletion):
-            raise ModelBadResponse(f"expected JSON, got {str(completion)[:80]!r}")
+            try:
+                completion = await client.chat.completions.create(
+                    model=self.model,
+                    messages=[_message_param(message) for message in messages],
+                )
+            except (openai.OpenAIError, json.JSONDecodeError) as exc:
+                raise self._map(exc) from exc
+            # A body served without a JSON content type comes back as text.
+            if not isinstance(completion, ChatCompletion):
+                raise ModelBadResponse(f"expected JSON, got {str(completion)[:80]!r}")
+            call.usage(completion.usage)
+        except BaseException as exc:
+            call.end(exc)
+            raise
+        call.end()
         return _completion_text(completion)
 
     async def stream(self, messages: Sequence[ChatMessage]) -> AsyncGenerator[str, None]:
@@ -258,20 +266,30 @@ class OpenAIChatModel:
         """
         client = self._require_client()
         reply_started = False
+        call = LlmCall(self.model, streaming=True)
         try:
-            response = await client.chat.completions.create(
-                model=self.model,
-                messages=[_message_param(message) for message in messages],
-                stream=True,
-            )
-            async with response:
-                async for chunk in response:
-                    piece = _chunk_text(chunk)
-                    if piece:
-                        reply_started = True
-                        yield piece
-        except (openai.OpenAIError, json.JSONDecodeError) as exc:
-            raise self._map(exc, reply_started=reply_started) from exc
+            try:
+                response = await client.chat.completions.create(
+                    model=self.model,
+                    messages=[_message_param(message) for message in messages],
+                    stream=True,
+                    stream_options={"include_usage": True},
+                )
+                async with response:
+                    async for chunk in response:
+                        if chunk.usage is not None:
+                            call.usage(chunk.usage)
+                        piece = _chunk_text(chunk)
+                        if piece:
+                            reply_started = True
+                            call.piece()
+                            yield piece
+            except (openai.OpenAIError, json.JSONDecodeError) as exc:
+                raise self._map(exc, reply_started=reply_started) from exc
+        except BaseException as exc:
+            call.end(exc)
+            raise
+        call.end()
 
     async def aclose(self) -> None:
         """Close the pooled connections; calling it again does nothing.
