@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from benchmarks.common import INTEROP_PYTHON, PYTHON, Bench, admission_env, wait_http_ok
+from benchmarks.observability import tracing_systems
 from benchmarks.procs import ROOT, Proc, ProcessFailed, free_port
 from benchmarks.security import security_systems
 
@@ -27,6 +28,8 @@ SYSTEMS = (
     "fabric",
     "fabric_auth",
     "fabric_tls",
+    "fabric_trace1",
+    "fabric_trace100",
     "fabric_uvloop",
     "naylence",
 )
@@ -293,6 +296,7 @@ async def run(bench: Bench) -> None:
                 "server": fabric.agent,
             }
             systems.update(await security_systems(bench, procs))
+            systems.update(await tracing_systems(bench, procs))
             if not bench.config.quick:
                 systems["fabric_uvloop"] = await _uvloop_nodes(bench, fabric, procs)
             if bench.config.naylence:

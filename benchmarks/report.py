@@ -293,6 +293,8 @@ def figures(results: dict[str, Any]) -> list[Figure]:
     for system, what, p50_limit, tp_limit in (
         ("fabric_auth", "tokens on", 1.05, 0.95),
         ("fabric_tls", "TLS on", 1.25, 0.8),
+        ("fabric_trace1", "tracing on at 1 %", 1.05, 0.95),
+        ("fabric_trace100", "tracing on at 100 %", None, None),
     ):
         secured = echo.get(system, {})
         if not secured.get("latency") or not fabric_p50:
@@ -306,8 +308,8 @@ def figures(results: dict[str, Any]) -> list[Figure]:
                 "plain famefabric",
                 fabric_p50,
                 "ratio",
-                ("<=", p50_limit),
-                f"≤ {p50_limit:g}x plain",
+                ("<=", p50_limit) if p50_limit is not None else None,
+                f"≤ {p50_limit:g}x plain" if p50_limit is not None else "",
             )
         )
         out.append(
@@ -319,8 +321,8 @@ def figures(results: dict[str, Any]) -> list[Figure]:
                 "plain famefabric",
                 _series(fabric.get("throughput", {}).get("64"), "rate"),
                 "ratio",
-                (">=", tp_limit),
-                f"≥ {tp_limit:g}x plain",
+                (">=", tp_limit) if tp_limit is not None else None,
+                f"≥ {tp_limit:g}x plain" if tp_limit is not None else "",
             )
         )
     uv = echo.get("fabric_uvloop", {})

@@ -369,9 +369,15 @@ async def test_a2a_background_tasks_run_subscribe_and_cancel_like_the_reference(
     assert status_data(items[-1]) == {"done": 2}, explain(run)
     steps = artifact_steps(items)
     if combo.agent == OURS:
-        # Ours replays the artifacts produced before the subscription too.
+        # Ours replays the artifacts produced before the subscription too. It
+        # starts with the current status when the task still runs; a task that
+        # finished before the subscription (a slow machine, a slower sentinel)
+        # has only its terminal status, after the replayed artifacts.
         assert steps == [1, 2], explain(run)
-        assert task_state(items[0]) == "working", explain(run)
+        states = [task_state(item) for item in items if task_state(item) is not None]
+        assert states in (["working", "completed"], ["completed"]), explain(run)
+        if states[0] == "working":
+            assert task_state(items[0]) == "working", explain(run)
     else:
         assert steps == sorted(steps) and steps[-1:] == [2], explain(run)
 

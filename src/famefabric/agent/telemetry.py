@@ -36,7 +36,7 @@ class RequestTelemetry:
         self.outcome = OK
         self.error: dict[str, Any] | None = None
         self.span: Span | None = None
-        if tracing.ACTIVE:
+        if tracing.ACTIVE and not tracing.unsampled(meta):
             self.span = tracing.start(
                 method if method in known else "unknown method",
                 kind="SERVER",

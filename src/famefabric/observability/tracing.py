@@ -49,6 +49,7 @@ TRACING_SETTING = "FAME_TRACING"
 TRACEPARENT = "traceparent"
 TRACESTATE = "tracestate"
 
+_parent_based = True
 _tracer: Tracer | None = None
 _provider: TracerProvider | None = None
 _otel: Any = None  # the OpenTelemetry modules, once imported
@@ -93,7 +94,7 @@ def setup(service_name: str, *, env: Mapping[str, str] | None = None, force: boo
     Raises:
         ConfigurationError: an unknown exporter in ``OTEL_TRACES_EXPORTER``.
     """
-    global ACTIVE, _tracer, _provider, _otel
+    global ACTIVE, _tracer, _provider, _otel, _parent_based
     env = env if env is not None else os.environ
     if ACTIVE:
         return True
@@ -148,6 +149,8 @@ def setup(service_name: str, *, env: Mapping[str, str] | None = None, force: boo
     otel.getter = DefaultGetter()  # type: ignore[attr-defined]
     _otel = otel
     _provider = provider
+    sampler = env.get("OTEL_TRACES_SAMPLER", "").strip().lower()
+    _parent_based = not sampler or sampler.startswith("parentbased")
     _tracer = provider.get_tracer("famefabric")
     ACTIVE = True
     atexit.register(shutdown)
@@ -168,6 +171,20 @@ def shutdown() -> None:
 def flush(timeout_millis: int = 5000) -> bool:
     """Export the spans buffered so far (tests, short-lived processes)."""
     return _provider.force_flush(timeout_millis) if _provider is not None else True
+
+
+def unsampled(meta: object) -> bool:
+    """Tell whether a request's ``meta.traceparent`` says its trace is not sampled.
+
+    With a parent-based sampler (the default) no span of this process would
+    be recorded for it, so the hop skips its span and passes the context on
+    unchanged: at a 1 % sampling ratio, 99 % of the requests cost a dict
+    lookup here. (A call such a handler makes then starts a trace of its own.)
+    """
+    if not _parent_based or type(meta) is not dict:
+        return False
+    traceparent = meta.get(TRACEPARENT)
+    return type(traceparent) is str and traceparent.endswith("-00")
 
 
 def _kind(name: str) -> Any:

@@ -249,7 +249,7 @@ class Router:
                 self.nack(envelope, DESTINATION_BUSY, reason, out, now)
                 return out
         queue = destination.outbound
-        if request and tracing.ACTIVE:
+        if request and tracing.ACTIVE and not tracing.unsampled(envelope.get("meta")):
             self.span = spans.forwarding(envelope, source, destination.node_id, queue)
         data = self.serialize(session, envelope, destination, out, now)
         if data is None:
@@ -361,7 +361,11 @@ class Router:
         self, failed: dict[str, Any], code: str, reason: str, out: list[Action], now: float
     ) -> None:
         """NACK ``failed`` to its ``replyTo`` when it earns one (§7.6)."""
-        if tracing.ACTIVE and is_request_rtype(failed.get("rtype")):
+        if (
+            tracing.ACTIVE
+            and is_request_rtype(failed.get("rtype"))
+            and not tracing.unsampled(failed.get("meta"))
+        ):
             span, self.span = self.span, None
             spans.refused(span, failed, None, code, reason)
         if not is_nackable(failed):
