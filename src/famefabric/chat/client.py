@@ -31,6 +31,7 @@ from famefabric.errors import (
     ConnectionClosed,
     FabricError,
     NoRoute,
+    OpenFailed,
     OperationTimeout,
     RemoteError,
 )
@@ -274,10 +275,6 @@ async def run_chat(
     except RemoteError as exc:
         err.write(f"error: {exc.message}\n")
         return 1
-
-
-class OpenFailed(FabricError):
-    """The conversation could not be started or resumed; the message says why."""
 
 
 def naming_agent(exc: RemoteError, address: str, operation: str) -> RemoteError:

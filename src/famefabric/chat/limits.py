@@ -18,8 +18,10 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from famefabric.errors import ConfigurationError
+from famefabric.errors import ChatInputError, ConfigurationError
 from famefabric.settings import env_int
+
+__all__ = ["ChatInputError", "ChatInputLimits", "conversation_id"]
 
 MAX_HISTORY_LIMIT_ENV = "CHAT_MAX_HISTORY_LIMIT"
 MAX_SYSTEM_PROMPT_ENV = "CHAT_MAX_SYSTEM_PROMPT_CHARS"
@@ -30,10 +32,6 @@ CONVERSATION_ID_RULE = (
     f"1 to {MAX_CONVERSATION_ID_CHARS} characters among letters, digits and . _ : -"
 )
 _CONVERSATION_ID = re.compile(rf"[A-Za-z0-9._:-]{{1,{MAX_CONVERSATION_ID_CHARS}}}")
-
-
-class ChatInputError(ValueError):
-    """A caller's input is outside what the chat agent accepts; the message says why."""
 
 
 @dataclass(frozen=True, slots=True)

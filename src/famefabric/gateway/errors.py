@@ -20,12 +20,11 @@ no answer in time                              504     ``timeout``
 
 from __future__ import annotations
 
-from typing import Any
-
 from famefabric.errors import (
     AttachRefused,
     ConnectionClosed,
     FabricError,
+    GatewayError,
     NoRoute,
     OperationTimeout,
     RemoteError,
@@ -33,60 +32,7 @@ from famefabric.errors import (
 )
 from famefabric.protocol import jsonrpc
 
-_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    409: "conflict_error",
-    413: "invalid_request_error",
-    422: "invalid_request_error",
-    429: "rate_limit_error",
-}
-
-
-class GatewayError(Exception):
-    """A failure answered with ``status`` and the OpenAI error body.
-
-    Args:
-        status: the HTTP status.
-        message: what went wrong and what to do about it.
-        code: a stable code clients can branch on.
-        param: the request field at fault, if one is.
-        headers: extra response headers (e.g. ``WWW-Authenticate``, ``Retry-After``).
-    """
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        *,
-        code: str | None = None,
-        param: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.code = code
-        self.param = param
-        self.headers = headers or {}
-
-    @property
-    def type(self) -> str:
-        """The OpenAI error type for the status."""
-        return _TYPES.get(self.status, "server_error")
-
-    def body(self) -> dict[str, Any]:
-        """The JSON body: ``{"error": {...}}``."""
-        return {
-            "error": {
-                "message": self.message,
-                "type": self.type,
-                "param": self.param,
-                "code": self.code,
-            }
-        }
+__all__ = ["GatewayError", "from_attach_refused", "from_fabric_error", "invalid"]
 
 
 def invalid(
