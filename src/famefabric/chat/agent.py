@@ -41,6 +41,7 @@ from famefabric.chat.store import (
     VersionConflict,
 )
 from famefabric.chat.stores import MemoryConversationStore
+from famefabric.chat.usage import TokenUsage, metering, total
 from famefabric.errors import JSONValue, OperationError
 from famefabric.observability.logs import conversation
 from famefabric.protocol import jsonrpc
@@ -225,8 +226,9 @@ class ChatAgent(StatelessCompletion):
                     stored = await self.store.find_turn(state.conversation_id, turn_id)
                     if stored is not None:
                         return stored
-                reply = await self.model.complete(state.request_messages(user_message))
-                await self._commit(state, user_message, reply, turn_id)
+                with metering() as meter:
+                    reply = await self.model.complete(state.request_messages(user_message))
+                await self._commit(state, user_message, reply, turn_id, meter.usage)
                 return reply
 
     @operation
@@ -247,11 +249,13 @@ class ChatAgent(StatelessCompletion):
                     yield stored
                     return
             pieces: list[str] = []
-            async with aclosing(self.model.stream(state.request_messages(user_message))) as stream:
-                async for piece in stream:
-                    pieces.append(piece)
-                    yield piece
-            await self._commit(state, user_message, "".join(pieces), turn_id)
+            with metering() as meter:
+                messages = state.request_messages(user_message)
+                async with aclosing(self.model.stream(messages)) as stream:
+                    async for piece in stream:
+                        pieces.append(piece)
+                        yield piece
+            await self._commit(state, user_message, "".join(pieces), turn_id, meter.usage)
 
     @operation
     async def end_conversation(self, conversation_id: str) -> None:
@@ -382,7 +386,12 @@ class ChatAgent(StatelessCompletion):
                 log.warning("could not renew the lease of %s", conversation_id)
 
     async def _commit(
-        self, state: ConversationState, user_message: str, reply: str, turn_id: str | None
+        self,
+        state: ConversationState,
+        user_message: str,
+        reply: str,
+        turn_id: str | None,
+        usage: TokenUsage | None,
     ) -> None:
         try:
             await telemetry.timed_store(
@@ -393,6 +402,7 @@ class ChatAgent(StatelessCompletion):
                     user_message=user_message,
                     reply=reply,
                     turn_id=turn_id,
+                    usage=usage,
                 ),
             )
         except VersionConflict:
@@ -422,11 +432,16 @@ class ChatAgent(StatelessCompletion):
 
 
 def conversation_to_json(state: ConversationState) -> dict[str, JSONValue]:
-    """Return a conversation as JSON, for ``get_conversation`` and the CLI."""
+    """Return a conversation as JSON, for ``get_conversation`` and the CLI.
+
+    Replies carry their turn's token ``usage`` when the LLM reported it, and
+    ``usage`` is the sum over the turns kept in the history.
+    """
     return {
         "id": state.conversation_id,
         "system_prompt": state.system_prompt,
         "max_history_length": state.max_history_length,
         "version": state.version,
-        "history": [message.to_dict() for message in state.history],
+        "history": [message.to_record() for message in state.history],
+        "usage": total(message.usage for message in state.history).to_json(),
     }
