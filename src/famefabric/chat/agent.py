@@ -29,6 +29,7 @@ from famefabric.chat.conversation import (
     DEFAULT_MAX_HISTORY_LENGTH,
     DEFAULT_SYSTEM_PROMPT,
     ConversationState,
+    conversation_to_json,
 )
 from famefabric.chat.limits import ChatInputError, ChatInputLimits, conversation_id
 from famefabric.chat.model import ChatModel
@@ -41,8 +42,8 @@ from famefabric.chat.store import (
     VersionConflict,
 )
 from famefabric.chat.stores import MemoryConversationStore
-from famefabric.chat.usage import TokenUsage, metering, total
-from famefabric.errors import JSONValue, OperationError
+from famefabric.chat.usage import TokenUsage, metering
+from famefabric.errors import OperationError
 from famefabric.observability.logs import conversation
 from famefabric.protocol import jsonrpc
 from famefabric.protocol.ids import new_id
@@ -429,19 +430,3 @@ class ChatAgent(StatelessCompletion):
             return
         if dropped:
             log.info("dropped %d conversations idle for over %.0f s", dropped, self.idle_ttl)
-
-
-def conversation_to_json(state: ConversationState) -> dict[str, JSONValue]:
-    """Return a conversation as JSON, for ``get_conversation`` and the CLI.
-
-    Replies carry their turn's token ``usage`` when the LLM reported it, and
-    ``usage`` is the sum over the turns kept in the history.
-    """
-    return {
-        "id": state.conversation_id,
-        "system_prompt": state.system_prompt,
-        "max_history_length": state.max_history_length,
-        "version": state.version,
-        "history": [message.to_record() for message in state.history],
-        "usage": total(message.usage for message in state.history).to_json(),
-    }

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from famefabric.chat.usage import TokenUsage
+from famefabric.chat.usage import TokenUsage, total
 
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant. Answer clearly and concisely."
 DEFAULT_MAX_HISTORY_LENGTH = 10
@@ -138,3 +138,21 @@ def turn_messages(
 def trim(history: Sequence[ChatMessage], max_messages: int) -> tuple[ChatMessage, ...]:
     """Keep the last ``max_messages`` messages of ``history``."""
     return tuple(history[-max_messages:]) if max_messages > 0 else ()
+
+
+def conversation_to_json(state: ConversationState) -> dict[str, Any]:
+    """Return a conversation as JSON, for ``get_conversation`` and the CLI.
+
+    Replies carry their turn's token ``usage`` when the LLM reported it, and
+    ``usage`` is the sum over the kept turns that have one (absent when none has).
+    """
+    shown: dict[str, Any] = {
+        "id": state.conversation_id,
+        "system_prompt": state.system_prompt,
+        "max_history_length": state.max_history_length,
+        "version": state.version,
+        "history": [message.to_record() for message in state.history],
+    }
+    if any(message.usage is not None for message in state.history):
+        shown["usage"] = total(message.usage for message in state.history).to_json()
+    return shown
