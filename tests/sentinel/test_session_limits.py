@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sentinel_harness import Harness, control, nack_of, request
 
-from famefabric.sentinel.router import Close
+from famefabric.sentinel.actions import Close
 
 
 def test_a_connection_that_does_not_attach_in_time_is_closed() -> None:
