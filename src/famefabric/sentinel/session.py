@@ -136,6 +136,10 @@ class ChildSession:
         self.attach_by = now + limits.attach_deadline
         self.route_bytes = 0
         """Characters of the addresses and capabilities this node added to the table."""
+        self.route_refusals = 0
+        """Binds and advertises refused on this connection for crossing a routes limit."""
+        self.route_limit = ""
+        """The variable of the routes limit crossed last."""
         self.close_request: tuple[int, str] | None = None
         self.held_credits: set[str] = set()
         """Flows whose credit grant is held back while the node is at its in-flight limit."""
@@ -296,8 +300,12 @@ class ChildSession:
         if self.state is SessionState.AWAITING_ATTACH:
             if frame_type == "NodeAttach":
                 handle_attach(self, envelope, frame, out, now)
-            elif not self._buffer(envelope, size):
-                self.warn("dropped a %s envelope: too many before the attach", frame_type)
+            else:
+                overflow = self._buffer(envelope, size)
+                if overflow is not None:
+                    log.warning("node %s: closing the connection, it %s", self.node_id, overflow)
+                    self.closing(1008, overflow)
+                    out.append(Close(self, 1008, overflow))
             return out
         self.dispatch(envelope, frame, frame_type, size, out, now)
         return out
@@ -358,6 +366,27 @@ class ChildSession:
                 self.warn("dropped a %s frame: not expected from a node", frame_type)
                 return
             out.append(self.answer(ack, envelope))
+            if self.route_refusals > self.router.limits.max_route_refusals:
+                self._close_route_flooder(out)
+
+    def refused_route(self, variable: str) -> None:
+        """Count a bind or advertise refused for crossing the limit set by ``variable``."""
+        self.route_refusals += 1
+        self.route_limit = variable
+
+    def _close_route_flooder(self, out: list[Action]) -> None:
+        """Close a node that keeps sending route changes past its limits (1008)."""
+        reason = f"kept adding routes past {self.route_limit}"
+        log.warning(
+            "node %s: closing the connection, %d route changes refused (%s); the most "
+            "tolerated is %d (FAME_SENTINEL_MAX_ROUTE_REFUSALS)",
+            self.node_id,
+            self.route_refusals,
+            self.route_limit,
+            self.router.limits.max_route_refusals,
+        )
+        self.closing(1008, reason)
+        out.append(Close(self, 1008, reason))
 
     def answer(self, frame: Any, request: dict[str, Any], *, with_sid: bool = True) -> Send:
         return self.own(
@@ -381,16 +410,22 @@ class ChildSession:
             return False
         return True
 
-    def _buffer(self, envelope: dict[str, Any], size: int) -> bool:
+    def _buffer(self, envelope: dict[str, Any], size: int) -> str | None:
+        """Keep an envelope until the attach; say which bound it would cross instead."""
         limits = self.router.limits
-        if (
-            len(self.pending) >= limits.pending_max_messages
-            or self.pending_bytes + size > limits.pending_max_bytes
-        ):
-            return False
+        if len(self.pending) >= limits.pending_max_messages:
+            return (
+                f"sent more than {limits.pending_max_messages} envelopes before NodeAttach "
+                "(FAME_SENTINEL_PENDING_MAX_MESSAGES)"
+            )
+        if self.pending_bytes + size > limits.pending_max_bytes:
+            return (
+                f"sent more than {limits.pending_max_bytes} bytes before NodeAttach "
+                "(FAME_SENTINEL_PENDING_MAX_BYTES)"
+            )
         self.pending.append((envelope, size))
         self.pending_bytes += size
-        return True
+        return None
 
     # -- authorization ---------------------------------------------------------
 
