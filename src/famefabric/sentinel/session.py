@@ -2,9 +2,9 @@
 
 Theory of operation. A :class:`ChildSession` is fed one message at a time
 (:meth:`ChildSession.receive`, with the current time) and returns the
-actions to carry out: :class:`~famefabric.sentinel.router.Send` (bytes for
+actions to carry out: :class:`~famefabric.sentinel.actions.Send` (bytes for
 some connection's outbound queue) and
-:class:`~famefabric.sentinel.router.Close`. It never awaits and owns no
+:class:`~famefabric.sentinel.actions.Close`. It never awaits and owns no
 task; :mod:`famefabric.sentinel.pump` does the reading, writing and
 closing, and ticks the session (:meth:`ChildSession.tick`) so that it can
 close an idle link or one whose token expired.
@@ -58,18 +58,18 @@ from famefabric.protocol.frames import (
 from famefabric.protocol.ids import new_id
 from famefabric.routing.permissions import Identity
 from famefabric.sentinel import authorization
-from famefabric.sentinel.attach import handle_attach
-from famefabric.sentinel.control import answer_control
-from famefabric.sentinel.outbound import OutboundQueue
-from famefabric.sentinel.router import (
+from famefabric.sentinel.actions import (
     CREDITS_EXCEEDED,
     FORBIDDEN,
     INVALID_ENVELOPE,
     Action,
     Close,
-    Router,
     Send,
 )
+from famefabric.sentinel.attach import handle_attach
+from famefabric.sentinel.control import answer_control
+from famefabric.sentinel.outbound import OutboundQueue
+from famefabric.sentinel.router import Router
 from famefabric.sentinel.states import TRANSITIONS, Event, SessionState
 
 log = logging.getLogger("famefabric.sentinel")
