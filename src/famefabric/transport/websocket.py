@@ -96,12 +96,13 @@ class WebSocketTransport:
     async def send(self, message: bytes) -> None:
         """Send one binary message.
 
-        When coalescing, the message joins the ones sent during this turn of
-        the event loop, and all of them are framed and written with one write
-        (one system call) at the end of the turn, in call order. A send waits
-        first while the socket's buffer is above its high-water mark, so the
-        memory held stays bounded; :meth:`close` and :meth:`abort` write what
-        is pending first.
+        When coalescing, the first message of a turn of the event loop is
+        written at once (a lone call waits for nothing), and the ones sent
+        after it during the same turn are framed and written together, with
+        one write (one system call), at the end of the turn; order is kept. A
+        send waits first while the socket's buffer is above its high-water
+        mark, so the memory held stays bounded; :meth:`close` writes what is
+        pending first.
 
         Raises:
             ConnectionClosed: the connection is closed or closing.
@@ -113,11 +114,14 @@ class WebSocketTransport:
                     await connection.drain()
                 except OSError:
                     pass  # the connection was lost: send() below says so
-            if connection.protocol.state is State.OPEN:
+            protocol = connection.protocol
+            if protocol.state is State.OPEN:
                 pending = self._pending
                 if pending is None:
-                    self._pending = [message]
+                    self._pending = []
                     connection.loop.call_soon(self._write_pending)
+                    protocol.send_binary(message)
+                    connection.transport.write(b"".join(protocol.data_to_send()))
                 else:
                     pending.append(message)
                 return
@@ -127,7 +131,10 @@ class WebSocketTransport:
             raise _closed(self._description, exc) from exc
 
     def _write_pending(self) -> None:
-        """Frame and write what :meth:`send` gathered (nothing once the connection is not open)."""
+        """End the turn: frame and write what :meth:`send` gathered after its first message.
+
+        Nothing is written once the connection is not open.
+        """
         pending, self._pending = self._pending, None
         if not pending:
             return
