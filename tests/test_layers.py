@@ -58,7 +58,7 @@ LAZY_IMPORTS = {
     ("cli.py", "famefabric.gateway.server"): "the gateway and its HTTP stack load on demand",
     ("cli.py", "famefabric.gateway.settings"): "the gateway and its HTTP stack load on demand",
     ("cli.py", "famefabric.chat.client"): "the chat client loads on demand",
-    ("cli.py", "famefabric.chat.agent"): "conversation commands load the chat app on demand",
+    ("cli.py", "famefabric.chat.conversation"): "conversation commands load the chat app on demand",
     ("cli.py", "famefabric.chat.store"): "conversation commands load the stores on demand",
     ("cli.py", "famefabric.chat.listing"): "conversation commands load the stores on demand",
     ("cli.py", "famefabric.chat.commands"): "the chat's help text loads with the chat app",

@@ -18,8 +18,8 @@ from sentinel_harness import (
 )
 
 from famefabric.protocol.ids import source_id
+from famefabric.sentinel.actions import Close, Send
 from famefabric.sentinel.pump import apply
-from famefabric.sentinel.router import Close, Send
 from famefabric.sentinel.session import TRANSITIONS, ChildSession, Event, SessionState
 
 # -- the state machine ---------------------------------------------------------

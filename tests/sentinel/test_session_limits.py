@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from sentinel_harness import Harness, attach_frame, control, nack_of, request
 
-from famefabric.sentinel.router import Close
+from famefabric.sentinel.actions import Close
 from famefabric.sentinel.session import ChildSession, SessionState
 
 

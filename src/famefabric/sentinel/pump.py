@@ -27,7 +27,8 @@ from collections.abc import Callable, Sequence
 from famefabric.errors import ConnectionClosed
 from famefabric.observability import metrics
 from famefabric.protocol.ids import new_id
-from famefabric.sentinel.router import Action, Close, Router, Send
+from famefabric.sentinel.actions import Action, Close, Send
+from famefabric.sentinel.router import Router
 from famefabric.sentinel.session import ChildSession, SessionState
 from famefabric.transport.base import Transport
 

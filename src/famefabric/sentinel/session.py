@@ -2,9 +2,9 @@
 
 Theory of operation. A :class:`ChildSession` is fed one message at a time
 (:meth:`ChildSession.receive`, with the current time) and returns the
-actions to carry out: :class:`~famefabric.sentinel.router.Send` (bytes for
+actions to carry out: :class:`~famefabric.sentinel.actions.Send` (bytes for
 some connection's outbound queue) and
-:class:`~famefabric.sentinel.router.Close`. It never awaits and owns no
+:class:`~famefabric.sentinel.actions.Close`. It never awaits and owns no
 task; :mod:`famefabric.sentinel.pump` does the reading, writing and
 closing, and ticks the session (:meth:`ChildSession.tick`) so that it can
 close an idle link or one whose token expired.
@@ -48,7 +48,6 @@ from famefabric.protocol.codec import (
     parse_object,
     salvage_object,
 )
-from famefabric.protocol.envelopes import CANCELLED, is_request_rtype
 from famefabric.protocol.flow import LOW_WATER, FlowState
 from famefabric.protocol.frames import (
     FRAME_TYPES,
@@ -58,18 +57,17 @@ from famefabric.protocol.frames import (
 from famefabric.protocol.ids import new_id
 from famefabric.routing.permissions import Identity
 from famefabric.sentinel import authorization
-from famefabric.sentinel.attach import handle_attach
-from famefabric.sentinel.control import answer_control
-from famefabric.sentinel.outbound import OutboundQueue
-from famefabric.sentinel.router import (
+from famefabric.sentinel.actions import (
     CREDITS_EXCEEDED,
-    FORBIDDEN,
     INVALID_ENVELOPE,
     Action,
     Close,
-    Router,
     Send,
 )
+from famefabric.sentinel.attach import handle_attach
+from famefabric.sentinel.control import answer_control
+from famefabric.sentinel.outbound import OutboundQueue
+from famefabric.sentinel.router import Router
 from famefabric.sentinel.states import TRANSITIONS, Event, SessionState
 
 log = logging.getLogger("famefabric.sentinel")
@@ -348,7 +346,7 @@ class ChildSession:
         now: float,
     ) -> None:
         if frame_type in _ROUTED:
-            if self._authorized(envelope, frame, frame_type, out, now):
+            if authorization.authorize(self, envelope, frame, frame_type, out, now):
                 out.extend(self.router.forward(self, envelope, size, now))
         elif frame_type == "NodeAttach":
             handle_attach(self, envelope, frame, out, now)
@@ -426,53 +424,6 @@ class ChildSession:
         self.pending.append((envelope, size))
         self.pending_bytes += size
         return None
-
-    # -- authorization ---------------------------------------------------------
-
-    def _authorized(
-        self,
-        envelope: dict[str, Any],
-        frame: dict[str, Any],
-        frame_type: str,
-        out: list[Action],
-        now: float,
-    ) -> bool:
-        """Apply the rules on calls, replies and cancel notices; stamp the caller.
-
-        Sender-provided ``meta.subject``/``meta.admin`` are removed from every
-        routed envelope; requests get the identity's stamped in their place.
-        """
-        identity = self.identity
-        if "meta" in envelope:
-            authorization.stamp_caller(envelope, None)
-        if frame_type == "Data":
-            if authorization.is_request(frame, is_request_rtype(envelope.get("rtype"))):
-                if identity is not None:
-                    refusal = authorization.call_refusal(identity, envelope)
-                    if refusal is not None:
-                        log.info("node %s: refused a request: %s", self.node_id, refusal)
-                        self.router.nack(envelope, FORBIDDEN, refusal, out, now)
-                        return False
-                if identity is not None:
-                    authorization.stamp_caller(envelope, identity)
-                return True
-        elif frame.get("ok") is False and frame.get("code") == CANCELLED:
-            if self.router.inflight.sent_by(self.node_id, frame.get("refId")):
-                return True
-            self.warn("dropped a cancel notice for a request it did not send")
-            return False
-        if identity is None or self.router.inflight.answers(envelope, source=self.node_id):
-            return True
-        to = envelope.get("to")
-        if type(to) is str and identity.may_call(to):
-            return True
-        self.warn(
-            "dropped a %s to %r: it answers no request this node received, and %r may not call it",
-            frame_type,
-            to,
-            identity.subject,
-        )
-        return False
 
 
 def _text(value: object) -> str | None:
