@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import orjson
 import pytest
@@ -55,5 +56,5 @@ async def test_a_reader_with_a_backlog_yields_to_the_loop_every_fair_share(backl
     # The other task ran again and again while the backlog was read, never more than a
     # fair share of messages apart.
     assert len(seen) >= backlog // pump.FAIR_SHARE - 1
-    gaps = [b - a for a, b in zip(seen, seen[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(seen)]
     assert max(gaps) <= pump.FAIR_SHARE, gaps
