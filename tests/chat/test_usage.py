@@ -263,3 +263,37 @@ async def test_a_retried_turn_id_does_not_count_its_usage_twice(
     # system 6, user "hi" 5, +3 = 14; four words.
     assert shown["usage"] == {"prompt_tokens": 14, "completion_tokens": 4, "total_tokens": 18}
     assert len(llm.requests) == 1
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_a_hostile_or_missing_usage_is_stored_as_not_reported_and_the_turn_succeeds(
+    chat: ChatAgent, llm: OpenAIStubServer, streamed: bool
+) -> None:
+    proxy = Agent.remote_by_address("chat@fame.fabric")
+    await proxy.start_task(id="h", payload={"system_prompt": "be brief"})
+    hostile: list[dict[str, Any]] = [
+        {"prompt_tokens": 10**30, "completion_tokens": 1, "total_tokens": 10**30},
+        {"prompt_tokens": -5, "completion_tokens": 1, "total_tokens": 1},
+        {"prompt_tokens": 1.5, "completion_tokens": 1, "total_tokens": 2.5},
+        {},
+    ]
+    for usage in hostile:
+        llm.enqueue(Reply("fine", usage=usage))
+        if streamed:
+            assert [p async for p in proxy.stream_turn("h", "q")] == ["fine"]
+        else:
+            assert await proxy.run_turn("h", "q") == "fine"
+    # Within bounds, an odd but possible total is kept as the server said.
+    llm.enqueue(
+        Reply("fine", usage={"prompt_tokens": 2, "completion_tokens": 1, "total_tokens": 9})
+    )
+    await proxy.run_turn("h", "q")
+    shown = await proxy.get_conversation("h")
+    replies = [m for m in shown["history"] if m["role"] == "assistant"]
+    assert [m.get("usage") for m in replies] == [
+        None,
+        None,
+        None,
+        None,
+        {"prompt_tokens": 2, "completion_tokens": 1, "total_tokens": 9},
+    ]

@@ -22,8 +22,15 @@ __all__ = ["TokenUsage", "UsageMeter", "current_meter", "describe", "metering", 
 _FIELDS = ("prompt_tokens", "completion_tokens", "total_tokens")
 
 
+MAX_TOKENS = 2**53 - 1
+"""The largest count kept: larger ones (a faulty or hostile server) count as not reported.
+
+It fits SQLite's INTEGER and is exact in every JSON reader.
+"""
+
+
 def _count(value: object) -> int | None:
-    return value if type(value) is int and value >= 0 else None
+    return value if type(value) is int and 0 <= value <= MAX_TOKENS else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +46,7 @@ class TokenUsage:
         """Read an ``openai`` ``CompletionUsage`` (or any object with its attributes).
 
         Returns ``None`` when prompt or completion count is missing or not a
-        whole number of at least 0; a missing total is their sum.
+        whole number from 0 to :data:`MAX_TOKENS`; a missing total is their sum.
         """
         prompt = _count(getattr(usage, "prompt_tokens", None))
         completion = _count(getattr(usage, "completion_tokens", None))
