@@ -396,7 +396,7 @@ def _chat(args: argparse.Namespace) -> int:
 
 
 def _conversations(args: argparse.Namespace) -> int:
-    from famefabric.chat.agent import conversation_to_json
+    from famefabric.chat.conversation import conversation_to_json
     from famefabric.chat.listing import list_conversations
     from famefabric.chat.settings import ChatSettings
     from famefabric.chat.store import open_store

@@ -257,14 +257,15 @@ async def test_a_slow_reader_is_cut_off_and_a_victim_of_the_same_agent_is_not_sl
         slow.transport.abort()
 
 
-async def test_pre_attach_and_capability_floods_cost_bounded_memory(
+async def test_pre_attach_and_capability_floods_cost_bounded_memory_and_are_cut_off(
     processes: ProcessPool,
 ) -> None:
     """4 connections send 40 MB before attaching; 1 node advertises 10 MB of capabilities.
 
-    The pre-attach flooders are closed (1008) at the attach deadline; the
-    capability flooder's advertises beyond its limit get negative acks (it
-    stays connected: the sentinel refuses, it does not disconnect, for this one).
+    Each pre-attach flooder is closed (1008) as soon as it overflows the
+    pre-attach buffer; the capability flooder gets negative acks naming the
+    limit and is closed (1008) once it has been refused more than
+    FAME_SENTINEL_MAX_ROUTE_REFUSALS (10) times.
     """
     sentinel = FloodSentinel(node_id="floodSentinel02", name="flood", log_dir=processes.log_dir)
     processes.processes.append(sentinel.process)
@@ -276,8 +277,9 @@ async def test_pre_attach_and_capability_floods_cost_bounded_memory(
         {"id": new_id(), "to": ECHO, "frame": {"type": "Data", "payload": "y" * 200_000}}
     )
 
-    async def pre_attach_flood(i: int) -> int | None:
+    async def pre_attach_flood(i: int) -> tuple[int | None, str | None, float]:
         ws = await connect(f"{sentinel.admission_url}/preAttach{i}", compression=None)
+        started = time.monotonic()
         try:
             for _ in range(50):  # 10 MB each, never attaching
                 await ws.send(chunk)
@@ -285,30 +287,44 @@ async def test_pre_attach_and_capability_floods_cost_bounded_memory(
                 await ws.wait_closed()
         except ConnectionClosed:
             pass
-        return ws.close_code
+        return ws.close_code, ws.close_reason, time.monotonic() - started
 
-    codes = await asyncio.gather(*(pre_attach_flood(i) for i in range(4)))
-    assert codes == [1008] * 4  # closed at the attach deadline
+    closed = await asyncio.gather(*(pre_attach_flood(i) for i in range(4)))
+    overflow = "sent more than 1048576 bytes before NodeAttach (FAME_SENTINEL_PENDING_MAX_BYTES)"
+    assert [(code, reason) for code, reason, _ in closed] == [(1008, overflow)] * 4
+    # Closed at the overflow, not at the attach deadline (2 s here).
+    assert max(seconds for _, _, seconds in closed) < 2.0, closed
     flooder, _ = await raw_attach(sentinel, "capFlooder")
     told: list[dict[str, Any]] = []
-    for batch in range(100):  # 100 x 100 KB of new capabilities, 100,000 in all
-        advertise = {
-            "type": "CapabilityAdvertise",
-            "address": "flood@fame.fabric",
-            "capabilities": [f"cap.{batch}.{i}.{'z' * 90}" for i in range(1000)],
-        }
-        await flooder.send(orjson.dumps({"id": new_id(), "corrId": new_id(), "frame": advertise}))
-        async with asyncio.timeout(WAIT):
-            told.append(orjson.loads(await flooder.recv()))
+    with pytest.raises(ConnectionClosed):
+        for batch in range(100):  # up to 100 x 100 KB of new capabilities
+            advertise = {
+                "type": "CapabilityAdvertise",
+                "address": "flood@fame.fabric",
+                "capabilities": [f"cap.{batch}.{i}.{'z' * 90}" for i in range(1000)],
+            }
+            await flooder.send(
+                orjson.dumps({"id": new_id(), "corrId": new_id(), "frame": advertise})
+            )
+            async with asyncio.timeout(WAIT):
+                told.append(orjson.loads(await flooder.recv()))
+    assert (flooder.close_code, flooder.close_reason) == (
+        1008,
+        "kept adding routes past FAME_SENTINEL_MAX_CAPABILITIES_PER_NODE",
+    )
     acks = [envelope["frame"] for envelope in told]
-    # The first thousand fit the per-node limit; every later advertise is refused, naming it.
+    # The first thousand fit the per-node limit; the next 11 are refused, naming it; then closed.
     assert acks[0]["ok"] is True
+    assert len(acks) == 12, [ack["ok"] for ack in acks]
     assert all(ack["ok"] is False and "capabilities" in ack["reason"] for ack in acks[1:]), acks[1]
     growth = rss_mb(pid) - before
     assert growth < 100, f"sentinel RSS grew {growth:.0f} MB"
-    print(f"sentinel RSS {before:.0f} MB, +{growth:.0f} MB; refused with {acks[-1]['reason']!r}")
+    print(
+        f"sentinel RSS {before:.0f} MB, +{growth:.0f} MB; pre-attach flooders closed after "
+        f"{max(s for _, _, s in closed):.2f} s; capability flooder closed after "
+        f"{len(acks) - 1} refusals ({acks[-1]['reason']!r})"
+    )
     assert (await read_health(sentinel.port)) is not None
-    await flooder.close()
 
 
 FLOODER = """
@@ -399,9 +415,10 @@ async def test_a_flood_of_deeply_nested_frames_is_refused_quietly_and_cheaply(
             f"max {max(latencies) * 1000:.1f} ms; sentinel log +{log_growth} bytes"
         )
         # Every victim call is answered, well under the 2.2 s p50 this flood used to cause.
-        # The 50 ms p99 target is not met yet when the flood saturates the sentinel's CPU
-        # (about 55 us of parsing per frame on top of the NACK): the bound here is 1 s.
-        assert p99(latencies) < 1.0, f"victim p99 {p99(latencies) * 1000:.0f} ms"
+        # The sentinel's reader yields to the victim's connections every few frames; the
+        # 50 ms p99 target is still missed on a loaded 2-core machine (60-130 ms measured,
+        # 500-570 ms without the yield): the bound here is 0.5 s.
+        assert p99(latencies) < 0.5, f"victim p99 {p99(latencies) * 1000:.0f} ms"
 
 
 async def test_a_victim_whose_agent_dies_during_a_flood_fails_within_a_second(
@@ -428,6 +445,7 @@ async def test_a_victim_whose_agent_dies_during_a_flood_fails_within_a_second(
         failed_after = time.monotonic() - killed
         print(f"victim failed {failed_after * 1000:.0f} ms after its agent died: {caught.value}")
         # The sentinel NACKs the victim's request as soon as the agent's link closes (it
-        # used to wait out its timeout: 33.5 s); the bound leaves room for a busy machine.
+        # used to wait out its timeout: 33.5 s), and the flooder's backlog does not delay
+        # noticing the close: its reader yields to the others every few messages.
         assert "CHILD_UNREACHABLE" in str(caught.value)
-        assert failed_after < 3.0
+        assert failed_after < 1.0, f"failed after {failed_after:.2f} s"

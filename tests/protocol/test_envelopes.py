@@ -101,16 +101,15 @@ def test_a_control_request_and_its_answer_echo_trace_and_correlation() -> None:
 
 
 @pytest.mark.parametrize(
-    ("rtype", "is_request", "is_stream"),
+    ("rtype", "is_request"),
     [
-        (None, False, False),
-        (RTYPE_ACK, False, False),
-        (RTYPE_REPLY, True, False),
-        (RTYPE_STREAM, True, True),
-        (RTYPE_REPLY | RTYPE_STREAM, True, False),
-        ("2", False, False),
+        (None, False),
+        (RTYPE_ACK, False),
+        (RTYPE_REPLY, True),
+        (RTYPE_STREAM, True),
+        (RTYPE_REPLY | RTYPE_STREAM, True),
+        ("2", False),
     ],
 )
-def test_rtype_masks(rtype: object, is_request: bool, is_stream: bool) -> None:
+def test_rtype_masks(rtype: object, is_request: bool) -> None:
     assert envelopes.is_request_rtype(rtype) is is_request
-    assert envelopes.is_stream_rtype(rtype) is is_stream

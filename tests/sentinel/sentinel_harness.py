@@ -8,10 +8,11 @@ import orjson
 
 from famefabric.protocol.ids import new_id
 from famefabric.routing.permissions import Identity, Permissions
+from famefabric.sentinel.actions import Action, Send
 from famefabric.sentinel.inflight import InflightRequests
 from famefabric.sentinel.limits import SentinelLimits
 from famefabric.sentinel.pump import apply
-from famefabric.sentinel.router import Action, Router, Send
+from famefabric.sentinel.router import Router
 from famefabric.sentinel.session import ChildSession
 
 S = "sentinel01"

@@ -18,8 +18,8 @@ from sentinel_harness import (
 )
 
 from famefabric.protocol.ids import new_id
+from famefabric.sentinel.actions import Close, Send
 from famefabric.sentinel.authorization import bind_refusal, call_refusal, stamp_caller
-from famefabric.sentinel.router import Close, Send
 from famefabric.sentinel.session import ChildSession, SessionState
 
 AGENT = identity("agent-svc", serve=("echo@fame.fabric", "!admin@fame.fabric"))

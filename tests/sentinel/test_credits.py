@@ -15,7 +15,7 @@ import orjson
 import pytest
 from sentinel_harness import Harness, control, reply_to, request
 
-from famefabric.sentinel.router import Close, Send
+from famefabric.sentinel.actions import Close, Send
 from famefabric.sentinel.session import ChildSession, SessionState
 
 ECHO = "echo@fame.fabric"

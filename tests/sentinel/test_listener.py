@@ -10,7 +10,8 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from famefabric.sentinel import Sentinel
-from famefabric.sentinel.listener import attach_target, is_valid_system_id
+from famefabric.sentinel.listener import attach_target
+from famefabric.sentinel.system_ids import is_valid_system_id
 
 S = "listenerSentinel"
 

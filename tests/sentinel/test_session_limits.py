@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from sentinel_harness import Harness, control, nack_of, request
+from typing import Any
 
-from famefabric.sentinel.router import Close
+import pytest
+from sentinel_harness import Harness, attach_frame, control, nack_of, request
+
+from famefabric.sentinel.actions import Close
+from famefabric.sentinel.session import ChildSession, SessionState
 
 
 def test_a_connection_that_does_not_attach_in_time_is_closed() -> None:
@@ -76,3 +80,103 @@ def test_capabilities_per_node_are_bounded_in_count_and_size() -> None:
     h.ack(h.feed(node, withdraw), node)
     big = advertise("x" * 300)
     assert big["ok"] is False and "FAME_SENTINEL_MAX_ROUTE_BYTES_PER_NODE" in str(big["reason"])
+
+
+# -- offenders are disconnected ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("limits", "params", "fit", "reason"),
+    [
+        (
+            {"pending_max_messages": 3},
+            "x",
+            3,
+            "sent more than 3 envelopes before NodeAttach (FAME_SENTINEL_PENDING_MAX_MESSAGES)",
+        ),
+        (
+            {"pending_max_bytes": 2000},
+            "x" * 600,
+            2,
+            "sent more than 2000 bytes before NodeAttach (FAME_SENTINEL_PENDING_MAX_BYTES)",
+        ),
+    ],
+)
+def test_a_connection_that_overflows_the_pre_attach_buffer_is_closed(
+    limits: dict[str, int], params: str, fit: int, reason: str
+) -> None:
+    h = Harness(**limits)
+    caller = h.session("caller", attach=False)
+    for _ in range(fit):
+        assert h.feed(caller, request(caller, "echo@fame.fabric", params=params)) == []
+    assert caller.state is SessionState.AWAITING_ATTACH
+    actions = h.feed(caller, request(caller, "echo@fame.fabric", params=params))
+    assert actions == [Close(caller, 1008, reason)]
+    assert caller.state is SessionState.CLOSING
+    # Whatever it sends next, an attach included, is ignored.
+    assert h.feed(caller, attach_frame("caller")) == []
+    assert "caller" not in h.router.live
+
+
+def _bind(h: Harness, node: ChildSession, i: int) -> list[Any]:
+    return h.feed(node, control("AddressBind", address=f"a{i}@fame.fabric"))
+
+
+def _advertise(h: Harness, node: ChildSession, i: int) -> list[Any]:
+    wire = control("CapabilityAdvertise", address="e@fame.fabric", capabilities=[f"cap{i}"])
+    return h.feed(node, wire)
+
+
+def _advertise_big(h: Harness, node: ChildSession, i: int) -> list[Any]:
+    wire = control("CapabilityAdvertise", address="e@fame.fabric", capabilities=[f"{i}" * 500])
+    return h.feed(node, wire)
+
+
+@pytest.mark.parametrize(
+    ("limits", "send", "fit", "variable"),
+    [
+        ({"max_bindings_per_node": 2}, _bind, 2, "FAME_SENTINEL_MAX_BINDINGS_PER_NODE"),
+        (
+            {"max_capabilities_per_node": 2},
+            _advertise,
+            2,
+            "FAME_SENTINEL_MAX_CAPABILITIES_PER_NODE",
+        ),
+        (
+            {"max_route_bytes_per_node": 100},
+            _advertise_big,
+            0,
+            "FAME_SENTINEL_MAX_ROUTE_BYTES_PER_NODE",
+        ),
+        ({"max_route_bytes_per_node": 30}, _bind, 2, "FAME_SENTINEL_MAX_ROUTE_BYTES_PER_NODE"),
+    ],
+)
+def test_a_node_that_keeps_crossing_a_routes_limit_is_closed(
+    limits: dict[str, int], send: Any, fit: int, variable: str
+) -> None:
+    h = Harness(max_route_refusals=3, **limits)
+    node = h.session("n1")
+    for i in range(fit):
+        assert h.ack(send(h, node, i), node)["frame"]["ok"] is True
+    for i in range(fit, fit + 3):  # refused, still connected
+        actions = send(h, node, i)
+        assert not any(isinstance(a, Close) for a in actions)
+        ack = h.ack(actions, node)["frame"]
+        assert ack["ok"] is False and variable in ack["reason"]
+    actions = send(h, node, fit + 3)  # one refusal too many: told, then closed
+    ack = h.ack(actions, node)["frame"]
+    assert ack["ok"] is False and variable in ack["reason"]
+    assert actions[-1] == Close(node, 1008, f"kept adding routes past {variable}")
+    assert node.state is SessionState.CLOSING
+    # Another node is not affected.
+    other = h.session("n2")
+    assert h.ack(_bind(h, other, 99), other)["frame"]["ok"] is True
+
+
+def test_refusals_for_other_reasons_do_not_count_toward_the_disconnect() -> None:
+    h = Harness(max_route_refusals=1)
+    node = h.session("n1")
+    for _ in range(5):
+        ack = h.ack(h.feed(node, control("AddressBind", address="no at sign")), node)
+        assert ack["frame"]["ok"] is False
+    assert node.state is SessionState.ATTACHED and node.route_refusals == 0

@@ -29,6 +29,7 @@ from famefabric.chat.conversation import (
     DEFAULT_MAX_HISTORY_LENGTH,
     DEFAULT_SYSTEM_PROMPT,
     ConversationState,
+    conversation_to_json,
 )
 from famefabric.chat.limits import ChatInputError, ChatInputLimits, conversation_id
 from famefabric.chat.model import ChatModel
@@ -41,7 +42,8 @@ from famefabric.chat.store import (
     VersionConflict,
 )
 from famefabric.chat.stores import MemoryConversationStore
-from famefabric.errors import JSONValue, OperationError
+from famefabric.chat.usage import TokenUsage, metering
+from famefabric.errors import OperationError
 from famefabric.observability.logs import conversation
 from famefabric.protocol import jsonrpc
 from famefabric.protocol.ids import new_id
@@ -225,8 +227,9 @@ class ChatAgent(StatelessCompletion):
                     stored = await self.store.find_turn(state.conversation_id, turn_id)
                     if stored is not None:
                         return stored
-                reply = await self.model.complete(state.request_messages(user_message))
-                await self._commit(state, user_message, reply, turn_id)
+                with metering() as meter:
+                    reply = await self.model.complete(state.request_messages(user_message))
+                await self._commit(state, user_message, reply, turn_id, meter.usage)
                 return reply
 
     @operation
@@ -247,11 +250,13 @@ class ChatAgent(StatelessCompletion):
                     yield stored
                     return
             pieces: list[str] = []
-            async with aclosing(self.model.stream(state.request_messages(user_message))) as stream:
-                async for piece in stream:
-                    pieces.append(piece)
-                    yield piece
-            await self._commit(state, user_message, "".join(pieces), turn_id)
+            with metering() as meter:
+                messages = state.request_messages(user_message)
+                async with aclosing(self.model.stream(messages)) as stream:
+                    async for piece in stream:
+                        pieces.append(piece)
+                        yield piece
+            await self._commit(state, user_message, "".join(pieces), turn_id, meter.usage)
 
     @operation
     async def end_conversation(self, conversation_id: str) -> None:
@@ -392,7 +397,12 @@ class ChatAgent(StatelessCompletion):
                 log.warning("could not renew the lease of %s", conversation_id)
 
     async def _commit(
-        self, state: ConversationState, user_message: str, reply: str, turn_id: str | None
+        self,
+        state: ConversationState,
+        user_message: str,
+        reply: str,
+        turn_id: str | None,
+        usage: TokenUsage | None,
     ) -> None:
         try:
             await telemetry.timed_store(
@@ -403,6 +413,7 @@ class ChatAgent(StatelessCompletion):
                     user_message=user_message,
                     reply=reply,
                     turn_id=turn_id,
+                    usage=usage,
                 ),
             )
         except VersionConflict:
@@ -429,14 +440,3 @@ class ChatAgent(StatelessCompletion):
             return
         if dropped:
             log.info("dropped %d conversations idle for over %.0f s", dropped, self.idle_ttl)
-
-
-def conversation_to_json(state: ConversationState) -> dict[str, JSONValue]:
-    """Return a conversation as JSON, for ``get_conversation`` and the CLI."""
-    return {
-        "id": state.conversation_id,
-        "system_prompt": state.system_prompt,
-        "max_history_length": state.max_history_length,
-        "version": state.version,
-        "history": [message.to_dict() for message in state.history],
-    }

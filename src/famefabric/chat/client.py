@@ -12,7 +12,7 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import TextIO
+from typing import Any, TextIO
 
 from famefabric.agent.a2a import make_task_params
 from famefabric.agent.proxy import RemoteAgent
@@ -374,7 +374,7 @@ class ConversationHandle:
         self._kept = self._options.keep
         return conversation_id
 
-    async def history(self) -> list[dict[str, str]]:
+    async def history(self) -> list[dict[str, Any]]:
         """Return the stored messages of the current conversation."""
         state = await self._agent.get_conversation(self._session.conversation_id, _timeout=10.0)
         history = state.get("history", []) if isinstance(state, dict) else []

@@ -1,7 +1,7 @@
 """Slash commands of the chat REPL and its multi-line input convention.
 
 A line starting with ``/`` is a command, never sent to the model:
-``/help``, ``/new``, ``/system TEXT``, ``/history`` and ``/exit``. A message
+``/help``, ``/new``, ``/system TEXT``, ``/history``, ``/usage`` and ``/exit``. A message
 spans several lines when each line but the last ends with ``\\``, or between
 two lines holding only ``\"\"\"``; a terminal paste of several lines is one
 message too (bracketed paste).
@@ -9,7 +9,9 @@ message too (bracketed paste).
 
 from __future__ import annotations
 
-from typing import Protocol, TextIO
+from typing import Any, Protocol, TextIO
+
+from famefabric.chat.usage import TokenUsage, describe, total
 
 HELP = """\
 commands:
@@ -17,6 +19,7 @@ commands:
   /new           start a new conversation (with the same system prompt)
   /system TEXT   start a new conversation whose system prompt is TEXT
   /history       show the messages the agent keeps of this conversation
+  /usage         show the tokens each kept turn used (prompt, completion, total) and their sum
   /exit          leave (also exit, quit, Ctrl-D, or Ctrl-C at the prompt)
 several lines as one message: end each line but the last with \\, or put \"\"\" alone on
 a line before and after them; a paste of several lines is sent as one message.
@@ -33,8 +36,8 @@ class ConversationControl(Protocol):
         """Leave the current conversation and start another; return its id."""
         ...
 
-    async def history(self) -> list[dict[str, str]]:
-        """Return the stored messages of the current conversation (role, content)."""
+    async def history(self) -> list[dict[str, Any]]:
+        """Return the stored messages of the current conversation (role, content, usage)."""
         ...
 
 
@@ -72,9 +75,21 @@ class SlashCommands:
             for message in messages:
                 who = "Q" if message.get("role") == "user" else "A"
                 self._say(f"{who}> {message.get('content', '')}")
+        elif name == "/usage":
+            await self._usage()
         else:
             self._say(f"unknown command {name}; /help lists the commands")
         return True
+
+    async def _usage(self) -> None:
+        replies = [m for m in await self._control.history() if m.get("role") == "assistant"]
+        if not replies:
+            self._say("(no turns yet)")
+            return
+        usages = [TokenUsage.from_json(reply.get("usage")) for reply in replies]
+        for number, usage in enumerate(usages, start=1):
+            self._say(f"turn {number}: {describe(usage)}")
+        self._say(f"total: {describe(total(usages))}")
 
     def _say(self, text: str) -> None:
         self._out.write(text + "\n")

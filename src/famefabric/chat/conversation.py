@@ -8,13 +8,18 @@ history is trimmed to the last ``2 * max_history_length`` messages, so that
 
 An empty (or whitespace-only) user message asks the assistant to speak
 without new input: it is neither sent nor stored, only the reply is stored.
+
+A stored reply carries the token usage the LLM reported for its turn
+(:mod:`famefabric.chat.usage`); it is never sent to the model.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Any, Literal
+
+from famefabric.chat.usage import TokenUsage, total
 
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant. Answer clearly and concisely."
 DEFAULT_MAX_HISTORY_LENGTH = 10
@@ -24,14 +29,37 @@ Role = Literal["system", "user", "assistant"]
 
 @dataclass(frozen=True, slots=True)
 class ChatMessage:
-    """One message of a conversation, as sent to the model."""
+    """One message of a conversation, as sent to the model.
+
+    ``usage`` is the token usage of the turn a stored reply answered, when the
+    LLM reported it; it is not part of what the model receives.
+    """
 
     role: Role
     content: str
+    usage: TokenUsage | None = None
 
     def to_dict(self) -> dict[str, str]:
         """Return the message in the Chat Completions wire shape."""
         return {"role": self.role, "content": self.content}
+
+    def to_record(self) -> dict[str, Any]:
+        """Return the message as stored and shown: role, content and ``usage`` when known."""
+        record: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.usage is not None:
+            record["usage"] = self.usage.to_json()
+        return record
+
+    @classmethod
+    def from_record(cls, data: dict[str, Any]) -> ChatMessage:
+        """Build a message from :meth:`to_record`'s shape (an unreadable usage is dropped).
+
+        Raises:
+            ValueError: the role is not one of system, user, assistant.
+        """
+        message = cls.from_dict(data)
+        usage = TokenUsage.from_json(data.get("usage"))
+        return message if usage is None else replace(message, usage=usage)
 
     @classmethod
     def from_dict(cls, data: dict[str, str]) -> ChatMessage:
@@ -88,20 +116,43 @@ class ConversationState:
             messages.append(ChatMessage("user", user_message))
         return messages
 
-    def with_turn(self, user_message: str, reply: str) -> ConversationState:
+    def with_turn(
+        self, user_message: str, reply: str, usage: TokenUsage | None = None
+    ) -> ConversationState:
         """Return the state after a successful turn, trimmed to the window."""
-        added = turn_messages(user_message, reply)
+        added = turn_messages(user_message, reply, usage)
         history = (*self.history, *added)[-self.max_messages :]
         return replace(self, history=history, version=self.version + 1)
 
 
-def turn_messages(user_message: str, reply: str) -> tuple[ChatMessage, ...]:
-    """Return the messages one turn appends to the history."""
+def turn_messages(
+    user_message: str, reply: str, usage: TokenUsage | None = None
+) -> tuple[ChatMessage, ...]:
+    """Return the messages one turn appends to the history; the reply carries ``usage``."""
+    answer = ChatMessage("assistant", reply, usage)
     if is_blank(user_message):
-        return (ChatMessage("assistant", reply),)
-    return (ChatMessage("user", user_message), ChatMessage("assistant", reply))
+        return (answer,)
+    return (ChatMessage("user", user_message), answer)
 
 
 def trim(history: Sequence[ChatMessage], max_messages: int) -> tuple[ChatMessage, ...]:
     """Keep the last ``max_messages`` messages of ``history``."""
     return tuple(history[-max_messages:]) if max_messages > 0 else ()
+
+
+def conversation_to_json(state: ConversationState) -> dict[str, Any]:
+    """Return a conversation as JSON, for ``get_conversation`` and the CLI.
+
+    Replies carry their turn's token ``usage`` when the LLM reported it, and
+    ``usage`` is the sum over the kept turns that have one (absent when none has).
+    """
+    shown: dict[str, Any] = {
+        "id": state.conversation_id,
+        "system_prompt": state.system_prompt,
+        "max_history_length": state.max_history_length,
+        "version": state.version,
+        "history": [message.to_record() for message in state.history],
+    }
+    if any(message.usage is not None for message in state.history):
+        shown["usage"] = total(message.usage for message in state.history).to_json()
+    return shown

@@ -46,6 +46,7 @@ from famefabric.chat.stores._contract import (
     VersionConflict,
     redact_url,
 )
+from famefabric.chat.usage import TokenUsage
 from famefabric.errors import ConfigurationError
 from famefabric.options import optional_positive_seconds
 
@@ -106,16 +107,18 @@ class ConversationStore(Protocol):
         user_message: str,
         reply: str,
         turn_id: str | None = None,
+        usage: TokenUsage | None = None,
     ) -> ConversationState:
         """Append a turn atomically if the conversation is still at ``expected_version``.
 
         Appends :func:`~famefabric.chat.conversation.turn_messages` (only the
         reply when ``user_message`` is blank), trims the history to the
         state's window, increments the version, remembers ``turn_id`` with the
-        reply when given, and marks the conversation active.
+        reply when given, and marks the conversation active. ``usage``, the
+        tokens the LLM reported for the turn, is stored on the reply.
 
         Returns:
-            The new state, equal to ``state.with_turn(user_message, reply)``
+            The new state, equal to ``state.with_turn(user_message, reply, usage)``
             for the state at ``expected_version``.
 
         Raises:

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from famefabric.chat import usage as token_usage
 from famefabric.chat.model import ChatModelError
 from famefabric.observability import metrics, tracing
 
@@ -35,6 +36,7 @@ class LlmCall:
         self.started = time.perf_counter()
         self.streaming = streaming
         self._first = True
+        self._meter = token_usage.current_meter()
         self.span: Span | None = None
         if tracing.ACTIVE:
             self.span = tracing.start(
@@ -57,7 +59,15 @@ class LlmCall:
                 self.span.add_event("first token")
 
     def usage(self, usage: Any) -> None:
-        """Record the usage the server reported (an ``openai`` ``CompletionUsage``), if any."""
+        """Record the usage the server reported (an ``openai`` ``CompletionUsage``), if any.
+
+        It is counted, set on the span, and handed to the turn's usage meter
+        (:mod:`famefabric.chat.usage`) to be stored with the turn.
+        """
+        if self._meter is not None:
+            reported = token_usage.TokenUsage.reported(usage)
+            if reported is not None:
+                self._meter.record(reported)
         prompt = getattr(usage, "prompt_tokens", None)
         completion = getattr(usage, "completion_tokens", None)
         if type(prompt) is int and prompt >= 0:

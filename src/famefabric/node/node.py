@@ -33,13 +33,8 @@ from collections.abc import Callable, Coroutine, Iterator, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
-from famefabric.clock import timestamp
 from famefabric.envelope_log import EnvelopePrinter
-from famefabric.errors import (
-    ConnectionClosed,
-    FabricError,
-    JSONValue,
-)
+from famefabric.errors import ConnectionClosed, FabricError, JSONValue
 from famefabric.node import wire
 from famefabric.node.assembly import Hooks, admission_bases, assemble
 from famefabric.node.backoff import backoff_delays
@@ -52,7 +47,6 @@ from famefabric.node.supervisor import NodeEvent, Timing
 from famefabric.node.tasks import TaskScope, TaskStatus, start
 from famefabric.options import count, positive_seconds
 from famefabric.protocol.address import RPC_PARTICIPANT_PREFIX
-from famefabric.protocol.codec import envelope_to_dict
 from famefabric.protocol.frames import Envelope
 from famefabric.protocol.ids import new_id
 from famefabric.security import TokenProvider
@@ -347,14 +341,7 @@ class Node:
             ConnectionClosed: the node is closed, gave up reconnecting, or its
                 queue is full.
         """
-        wire_obj = envelope_to_dict(envelope)
-        if "id" not in wire_obj:
-            wire_obj["id"] = new_id()
-        if "traceId" not in wire_obj:
-            wire_obj["traceId"] = new_id()
-        if "ts" not in wire_obj:
-            wire_obj["ts"] = timestamp()
-        await self._sender.submit(wire_obj)
+        await self._sender.submit(wire.outgoing(envelope))
 
     async def reply(self, request: Envelope, payload: dict[str, Any]) -> None:
         """Answer a request at its ``replyTo`` (PROTOCOL.md §8.2).
@@ -371,14 +358,7 @@ class Node:
         if request.reply_to is None:
             return
         if self._inbound.should_acknowledge(request):
-            assert request.id is not None
-            ack = wire.delivery_ack(
-                to=request.reply_to,
-                corr_id=request.corr_id,
-                trace_id=request.trace_id,
-                ref_id=request.id,
-            )
-            await self._sender.submit(ack)
+            await self._sender.submit(wire.delivery_ack_of(request))
         await self._sender.submit(wire.reply(request, payload))
 
     async def call(

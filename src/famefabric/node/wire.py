@@ -14,10 +14,32 @@ from typing import Any
 from famefabric.clock import timestamp
 from famefabric.errors import JSONValue
 from famefabric.protocol import envelopes
+from famefabric.protocol.codec import envelope_to_dict
 from famefabric.protocol.envelopes import CANCELLED
 from famefabric.protocol.frames import Envelope
+from famefabric.protocol.ids import new_id
 
-__all__ = ["CANCELLED", "cancel_notice", "delivery_ack", "reply", "request"]
+__all__ = [
+    "CANCELLED",
+    "cancel_notice",
+    "delivery_ack",
+    "delivery_ack_of",
+    "outgoing",
+    "reply",
+    "request",
+]
+
+
+def outgoing(envelope: Envelope) -> dict[str, Any]:
+    """The JSON object of an envelope the application sends, ``id``, ``traceId``, ``ts`` filled."""
+    wire_obj = envelope_to_dict(envelope)
+    if "id" not in wire_obj:
+        wire_obj["id"] = new_id()
+    if "traceId" not in wire_obj:
+        wire_obj["traceId"] = new_id()
+    if "ts" not in wire_obj:
+        wire_obj["ts"] = timestamp()
+    return wire_obj
 
 
 def request(
@@ -71,6 +93,14 @@ def delivery_ack(
     """A positive ``DeliveryAck`` for an envelope whose ``rtype`` asked for one (§8.4)."""
     return envelopes.delivery_ack(
         to=to, corr_id=corr_id, trace_id=trace_id, ref_id=ref_id, ts=timestamp()
+    )
+
+
+def delivery_ack_of(request: Envelope) -> dict[str, Any]:
+    """The positive ``DeliveryAck`` of ``request``, sent to its ``replyTo`` before the reply."""
+    assert request.reply_to is not None and request.id is not None
+    return delivery_ack(
+        to=request.reply_to, corr_id=request.corr_id, trace_id=request.trace_id, ref_id=request.id
     )
 
 

@@ -20,14 +20,15 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
+from datetime import UTC, datetime
 from typing import TextIO
 
 import orjson
 
+from famefabric.clock import format_timestamp
 from famefabric.errors import ConfigurationError
 from famefabric.observability import tracing
 
@@ -56,18 +57,12 @@ def conversation(identifier: str) -> Iterator[None]:
         conversation_id.reset(token)
 
 
-def _timestamp(created: float) -> str:
-    seconds = int(created)
-    millis = int((created - seconds) * 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
-
-
 class JsonFormatter(logging.Formatter):
     """Formats a record as one JSON object (no newline inside)."""
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, object] = {
-            "time": _timestamp(record.created),
+            "time": format_timestamp(datetime.fromtimestamp(record.created, UTC)),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),

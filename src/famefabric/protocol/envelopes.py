@@ -44,11 +44,6 @@ def is_request_rtype(rtype: object) -> bool:
     return type(rtype) is int and bool(rtype & EXPECTS_RESPONSE)
 
 
-def is_stream_rtype(rtype: object) -> bool:
-    """Tell whether an ``rtype`` value asks for a stream of replies (no unary REPLY bit)."""
-    return type(rtype) is int and not rtype & RTYPE_REPLY and bool(rtype & RTYPE_STREAM)
-
-
 def request(
     *,
     envelope_id: str,

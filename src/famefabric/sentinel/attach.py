@@ -17,7 +17,7 @@ from famefabric.protocol.codec import frame_from_dict
 from famefabric.protocol.frames import NodeAttachAck
 from famefabric.protocol.ids import new_id
 from famefabric.routing.permissions import Identity
-from famefabric.sentinel.router import Action, Close
+from famefabric.sentinel.actions import Action, Close
 from famefabric.sentinel.states import Event, SessionState
 
 if TYPE_CHECKING:

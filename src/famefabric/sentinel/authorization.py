@@ -1,6 +1,6 @@
 """Who may bind and call what: the sentinel's decisions, without I/O (docs/PROTOCOL.md, "Security").
 
-Each function answers with ``None`` (allowed) or the reason of a refusal,
+Each decision answers with ``None`` (allowed) or the reason of a refusal,
 worded for the node that caused it. ``identity is None`` is open mode: every
 address permission is granted, but the structural rules still hold (a node
 binds only under its own physical path, never another node's).
@@ -11,11 +11,19 @@ so a decision costs a dict lookup once an address has been seen.
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+from typing import TYPE_CHECKING, Any
 
 from famefabric.errors import ProtocolError
 from famefabric.protocol.address import parse_address
+from famefabric.protocol.envelopes import CANCELLED, is_request_rtype
 from famefabric.routing.permissions import Identity
+from famefabric.sentinel.actions import FORBIDDEN, Action
+
+if TYPE_CHECKING:
+    from famefabric.sentinel.session import ChildSession
+
+log = logging.getLogger("famefabric.sentinel")
 
 
 def bind_refusal(identity: Identity | None, node_path: str, address: str) -> str | None:
@@ -89,3 +97,51 @@ def is_request(frame: dict[str, Any], rtype_request: bool) -> bool:
         return True
     payload = frame.get("payload")
     return isinstance(payload, dict) and type(payload.get("method")) is str
+
+
+def authorize(
+    session: ChildSession,
+    envelope: dict[str, Any],
+    frame: dict[str, Any],
+    frame_type: str,
+    out: list[Action],
+    now: float,
+) -> bool:
+    """Apply the rules on calls, replies and cancel notices to a routed envelope of ``session``.
+
+    Returns whether it may be routed; a refused request is NACKed ``FORBIDDEN`` into ``out``.
+
+    Sender-provided ``meta.subject``/``meta.admin`` are removed from every
+    routed envelope; requests get the identity's stamped in their place.
+    """
+    identity = session.identity
+    if "meta" in envelope:
+        stamp_caller(envelope, None)
+    if frame_type == "Data":
+        if is_request(frame, is_request_rtype(envelope.get("rtype"))):
+            if identity is not None:
+                refusal = call_refusal(identity, envelope)
+                if refusal is not None:
+                    log.info("node %s: refused a request: %s", session.node_id, refusal)
+                    session.router.nack(envelope, FORBIDDEN, refusal, out, now)
+                    return False
+            if identity is not None:
+                stamp_caller(envelope, identity)
+            return True
+    elif frame.get("ok") is False and frame.get("code") == CANCELLED:
+        if session.router.inflight.sent_by(session.node_id, frame.get("refId")):
+            return True
+        session.warn("dropped a cancel notice for a request it did not send")
+        return False
+    if identity is None or session.router.inflight.answers(envelope, source=session.node_id):
+        return True
+    to = envelope.get("to")
+    if type(to) is str and identity.may_call(to):
+        return True
+    session.warn(
+        "dropped a %s to %r: it answers no request this node received, and %r may not call it",
+        frame_type,
+        to,
+        identity.subject,
+    )
+    return False

@@ -140,6 +140,7 @@ def _bind_limit(session: ChildSession, address: str) -> str | None:
         return None
     count = len(routes.addresses) if routes is not None else 0
     if count >= limits.max_bindings_per_node:
+        session.refused_route("FAME_SENTINEL_MAX_BINDINGS_PER_NODE")
         return (
             f"node {session.node_id} has {count} bindings, the most allowed "
             "(FAME_SENTINEL_MAX_BINDINGS_PER_NODE)"
@@ -153,6 +154,7 @@ def _bind_limit(session: ChildSession, address: str) -> str | None:
 def _advertise_limit(session: ChildSession, count: int, size: int) -> str | None:
     limits = session.router.limits
     if count > limits.max_capabilities_per_node:
+        session.refused_route("FAME_SENTINEL_MAX_CAPABILITIES_PER_NODE")
         return (
             f"node {session.node_id} would have {count} capabilities, more than the "
             f"{limits.max_capabilities_per_node} allowed (FAME_SENTINEL_MAX_CAPABILITIES_PER_NODE)"
@@ -163,6 +165,7 @@ def _advertise_limit(session: ChildSession, count: int, size: int) -> str | None
 
 
 def _bytes_refusal(session: ChildSession) -> str:
+    session.refused_route("FAME_SENTINEL_MAX_ROUTE_BYTES_PER_NODE")
     limit = session.router.limits.max_route_bytes_per_node
     return (
         f"node {session.node_id} has added {session.route_bytes} characters of addresses and "

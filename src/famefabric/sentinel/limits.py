@@ -16,6 +16,7 @@ Field                             Environment variable                          
 ``max_bindings_per_node``         ``FAME_SENTINEL_MAX_BINDINGS_PER_NODE``         1000
 ``max_capabilities_per_node``     ``FAME_SENTINEL_MAX_CAPABILITIES_PER_NODE``     1000
 ``max_route_bytes_per_node``      ``FAME_SENTINEL_MAX_ROUTE_BYTES_PER_NODE``      1 MiB
+``max_route_refusals``            ``FAME_SENTINEL_MAX_ROUTE_REFUSALS``            10
 ================================  ==============================================  ==========
 
 - The outbound queue of a connection holds what the sentinel has yet to write
@@ -35,12 +36,15 @@ Field                             Environment variable                          
 - ``max_json_depth``: the deepest nesting of arrays and objects in an
   envelope; a deeper one is NACKed ``INVALID_ENVELOPE`` naming the limit.
 - ``pending_*``: envelopes kept from before a connection's ``NodeAttach``;
-  beyond either bound they are dropped with a warning. A connection that has
-  not attached within ``attach_deadline`` is closed (1008).
+  an envelope beyond either bound closes the connection (1008, the reason
+  names the setting). A connection that has not attached within
+  ``attach_deadline`` is closed (1008).
 - ``max_bindings_per_node``, ``max_capabilities_per_node`` and
   ``max_route_bytes_per_node`` (the characters of its addresses and
   capabilities together) bound what one node adds to the routing table; a
-  bind or advertise beyond them gets a negative ack naming the limit.
+  bind or advertise beyond them gets a negative ack naming the limit. A node
+  refused that way more than ``max_route_refusals`` times on one connection
+  is closed (1008, the reason names the limit it kept crossing).
 """
 
 from __future__ import annotations
@@ -72,6 +76,7 @@ class SentinelLimits:
     max_bindings_per_node: int = 1000
     max_capabilities_per_node: int = 1000
     max_route_bytes_per_node: int = 1024 * 1024
+    max_route_refusals: int = 10
 
     def __post_init__(self) -> None:
         for field in fields(self):

@@ -10,7 +10,6 @@ origin segment, a missing or extra segment, or its own system id (C-43).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
@@ -20,18 +19,13 @@ from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Response
 from websockets.typing import Subprotocol
 
+from famefabric.sentinel.system_ids import is_valid_system_id
+
 ATTACH_PREFIX = "/fame/v1/attach/ws/"
 ORIGIN_DOWNSTREAM = "downstream"
 ATTACH_HEALTH_PATH = "/fame/v1/attach/health"
 INGRESS_HEALTH_PATH = "/fame/v1/ingress/health"
 NOT_FOUND = {"detail": "Not Found"}
-
-_SYSTEM_ID = re.compile(r"[A-Za-z0-9._-]+")
-
-
-def is_valid_system_id(text: str) -> bool:
-    """Tell whether ``text`` can be a system id: one path segment of an address (§6.1)."""
-    return bool(_SYSTEM_ID.fullmatch(text)) and text not in {".", ".."}
 
 
 def attach_target(path: str, sentinel_id: str) -> str | None:

@@ -5,8 +5,9 @@ the live session of each system id (at most one, §5.8), the in-flight
 requests and the limits. Its methods are called by
 :class:`~famefabric.sentinel.session.ChildSession` while it handles one
 envelope, and they never await: instead of sending, they append
-:class:`Send` and :class:`Close` actions to the list the session returns,
-and the asyncio pump (:mod:`famefabric.sentinel.pump`) carries them out.
+:class:`Send` and :class:`Close` actions (:mod:`famefabric.sentinel.actions`)
+to the list the session returns, and the asyncio pump
+(:mod:`famefabric.sentinel.pump`) carries them out.
 
 The forwarding path works on the parsed JSON object, never on dataclasses:
 it reads ``to``, ``replyTo``, ``capabilities``, ``rtype``, ``corrId`` and
@@ -21,8 +22,7 @@ the requests it had not answered are NACKed at once).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -43,6 +43,21 @@ from famefabric.routing import (
 )
 from famefabric.routing.decisions import Decision
 from famefabric.sentinel import spans
+from famefabric.sentinel.actions import (
+    CREDITS_EXCEEDED,
+    DESTINATION_BUSY,
+    FORBIDDEN,
+    INVALID_ENVELOPE,
+    PEER_PREFIX,
+    SLOW_CONSUMER_CLOSE,
+    TOO_MANY_REQUESTS,
+    Action,
+    Close,
+    ClusterRoutes,
+    Origin,
+    Remote,
+    Send,
+)
 from famefabric.sentinel.inflight import InflightRequest, InflightRequests
 from famefabric.sentinel.limits import SentinelLimits
 
@@ -51,86 +66,19 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("famefabric.sentinel")
 
-DESTINATION_BUSY = "DESTINATION_BUSY"
-"""NACK code: the destination's outbound queue is full (it reads too slowly)."""
-INVALID_ENVELOPE = "INVALID_ENVELOPE"
-"""NACK code: the envelope holds values JSON cannot carry, or cannot be re-serialized."""
-FORBIDDEN = "FORBIDDEN"
-"""NACK code: the sender's identity may not call the address."""
-TOO_MANY_REQUESTS = "TOO_MANY_REQUESTS"
-"""NACK code: the sender already has the most requests in flight it may have."""
-CREDITS_EXCEEDED = "CREDITS_EXCEEDED"
-"""NACK code: the sender sent past its credit window (§9); its connection is then closed."""
 MAX_JSON_DEPTH = 254
 """Deepest nesting of JSON arrays and objects the sentinel re-serializes (orjson's limit)."""
-SLOW_CONSUMER_CLOSE = 1008
-"""Close code of a slow consumer (policy violation)."""
+
+# Re-exported: other modules imported these from here before they moved to actions.
+__all__ = [
+    "CREDITS_EXCEEDED", "DESTINATION_BUSY", "FORBIDDEN", "INVALID_ENVELOPE", "PEER_PREFIX",
+    "SLOW_CONSUMER_CLOSE", "TOO_MANY_REQUESTS", "Action", "Close", "ClusterRoutes", "Origin",
+    "Remote", "Router", "Send",
+]  # fmt: skip
 
 _DEBUG = logging.DEBUG
 _NACKS = {code: metrics.NACKS.labels(code) for code in metrics.NACK_CODES}
 _NACK_OTHER = metrics.NACKS.labels("other")
-
-
-@dataclass(frozen=True, slots=True)
-class Send:
-    """Write ``data`` (one serialized envelope) to ``target``'s connection."""
-
-    target: ChildSession
-    data: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Close:
-    """Close ``target``'s connection with a WebSocket close code and reason."""
-
-    target: ChildSession
-    code: int
-    reason: str
-
-
-Action = Send | Close
-
-
-@dataclass(frozen=True, slots=True)
-class Remote:
-    """Route the envelope to another sentinel of the cluster; ``node`` is the chosen child there."""
-
-    sentinel_id: str
-    node: str | None = None
-
-
-class Origin(Protocol):
-    """Who an envelope comes from: a child session, or a cluster peer's stand-in."""
-
-    node_id: str
-
-    def warn(self, message: str, *args: object) -> None: ...
-
-
-class ClusterRoutes(Protocol):
-    """What the router asks of the cluster (:mod:`famefabric.sentinel.cluster`), when there is one."""
-
-    def reroute(
-        self, envelope: dict[str, Any], decision: Decision, source: str | None
-    ) -> Deliver | Remote | None:
-        """Override the local ``decision`` (None: keep it)."""
-
-    def send(
-        self,
-        origin: Origin | None,
-        envelope: dict[str, Any],
-        remote: Remote,
-        out: list[Action],
-        now: float,
-    ) -> None:
-        """Send ``envelope`` from ``origin`` (None: the sentinel) to a peer sentinel."""
-
-
-PEER_PREFIX = "~"
-"""Names of cluster peers in the in-flight table: ``~<sentinel>`` (and ``~<sentinel>/<node>``).
-
-A ``~`` never starts a node's system id, so these never clash with children.
-"""
 
 
 class Router:

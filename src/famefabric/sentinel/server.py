@@ -17,9 +17,7 @@ with 1000 and waits for the readers.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
-import socket
 import ssl
 import time
 from contextlib import AsyncExitStack
@@ -35,7 +33,6 @@ from famefabric.envelope_log import EnvelopePrinter
 from famefabric.errors import ConfigurationError
 from famefabric.observability import metrics, tracing
 from famefabric.observability.endpoint import metrics_response
-from famefabric.protocol.ids import ID_LENGTH, base62
 from famefabric.routing import RoutingTable
 from famefabric.routing.permissions import Identity
 from famefabric.security import TokenVerifier
@@ -56,13 +53,13 @@ from famefabric.sentinel.listener import (
     NOT_FOUND,
     attach_target,
     forbidden,
-    is_valid_system_id,
     is_websocket_upgrade,
     json_response,
     select_subprotocol,
 )
 from famefabric.sentinel.router import Router
 from famefabric.sentinel.session import ChildSession
+from famefabric.sentinel.system_ids import default_sentinel_id, is_valid_system_id
 from famefabric.transport.base import Transport
 from famefabric.transport.memory import MemoryTransport, memory_pair
 from famefabric.transport.websocket import MAX_MESSAGE_BYTES, WebSocketTransport
@@ -76,26 +73,6 @@ Well above the 256 KiB envelope limit so that an oversize envelope is read
 and answered with ``MESSAGE_TOO_LARGE`` instead of killing the link (§2.4),
 yet small enough that a connection's receive buffer stays bounded.
 """
-
-
-def default_sentinel_id(
-    node_id: str | None = None, *, port: int = 8000, hostname: str | None = None
-) -> str:
-    """Return the sentinel's system id, stable across restarts (§5.9).
-
-    Args:
-        node_id: a configured id (e.g. from ``FAME_NODE_ID``); returned as is when given.
-        port: the listening port, so that two sentinels on one host differ.
-        hostname: the host name to derive from (default: this host's).
-
-    Returns:
-        ``node_id``, or 16 base62 characters derived from the host name and port.
-    """
-    if node_id:
-        return node_id
-    host = hostname if hostname is not None else socket.gethostname()
-    digest = hashlib.sha256(f"famefabric-sentinel|{host}|{port}".encode()).digest()
-    return base62(digest[:16]).rjust(ID_LENGTH, "0")[:ID_LENGTH]
 
 
 class Sentinel:

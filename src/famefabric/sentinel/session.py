@@ -2,9 +2,9 @@
 
 Theory of operation. A :class:`ChildSession` is fed one message at a time
 (:meth:`ChildSession.receive`, with the current time) and returns the
-actions to carry out: :class:`~famefabric.sentinel.router.Send` (bytes for
+actions to carry out: :class:`~famefabric.sentinel.actions.Send` (bytes for
 some connection's outbound queue) and
-:class:`~famefabric.sentinel.router.Close`. It never awaits and owns no
+:class:`~famefabric.sentinel.actions.Close`. It never awaits and owns no
 task; :mod:`famefabric.sentinel.pump` does the reading, writing and
 closing, and ticks the session (:meth:`ChildSession.tick`) so that it can
 close an idle link or one whose token expired.
@@ -48,7 +48,6 @@ from famefabric.protocol.codec import (
     parse_object,
     salvage_object,
 )
-from famefabric.protocol.envelopes import CANCELLED, is_request_rtype
 from famefabric.protocol.flow import LOW_WATER, FlowState
 from famefabric.protocol.frames import (
     FRAME_TYPES,
@@ -58,18 +57,17 @@ from famefabric.protocol.frames import (
 from famefabric.protocol.ids import new_id
 from famefabric.routing.permissions import Identity
 from famefabric.sentinel import authorization
-from famefabric.sentinel.attach import handle_attach
-from famefabric.sentinel.control import answer_control
-from famefabric.sentinel.outbound import OutboundQueue
-from famefabric.sentinel.router import (
+from famefabric.sentinel.actions import (
     CREDITS_EXCEEDED,
-    FORBIDDEN,
     INVALID_ENVELOPE,
     Action,
     Close,
-    Router,
     Send,
 )
+from famefabric.sentinel.attach import handle_attach
+from famefabric.sentinel.control import answer_control
+from famefabric.sentinel.outbound import OutboundQueue
+from famefabric.sentinel.router import Router
 from famefabric.sentinel.states import TRANSITIONS, Event, SessionState
 
 log = logging.getLogger("famefabric.sentinel")
@@ -136,6 +134,10 @@ class ChildSession:
         self.attach_by = now + limits.attach_deadline
         self.route_bytes = 0
         """Characters of the addresses and capabilities this node added to the table."""
+        self.route_refusals = 0
+        """Binds and advertises refused on this connection for crossing a routes limit."""
+        self.route_limit = ""
+        """The variable of the routes limit crossed last."""
         self.close_request: tuple[int, str] | None = None
         self.held_credits: set[str] = set()
         """Flows whose credit grant is held back while the node is at its in-flight limit."""
@@ -296,8 +298,12 @@ class ChildSession:
         if self.state is SessionState.AWAITING_ATTACH:
             if frame_type == "NodeAttach":
                 handle_attach(self, envelope, frame, out, now)
-            elif not self._buffer(envelope, size):
-                self.warn("dropped a %s envelope: too many before the attach", frame_type)
+            else:
+                overflow = self._buffer(envelope, size)
+                if overflow is not None:
+                    log.warning("node %s: closing the connection, it %s", self.node_id, overflow)
+                    self.closing(1008, overflow)
+                    out.append(Close(self, 1008, overflow))
             return out
         self.dispatch(envelope, frame, frame_type, size, out, now)
         return out
@@ -340,7 +346,7 @@ class ChildSession:
         now: float,
     ) -> None:
         if frame_type in _ROUTED:
-            if self._authorized(envelope, frame, frame_type, out, now):
+            if authorization.authorize(self, envelope, frame, frame_type, out, now):
                 out.extend(self.router.forward(self, envelope, size, now))
         elif frame_type == "NodeAttach":
             handle_attach(self, envelope, frame, out, now)
@@ -358,6 +364,27 @@ class ChildSession:
                 self.warn("dropped a %s frame: not expected from a node", frame_type)
                 return
             out.append(self.answer(ack, envelope))
+            if self.route_refusals > self.router.limits.max_route_refusals:
+                self._close_route_flooder(out)
+
+    def refused_route(self, variable: str) -> None:
+        """Count a bind or advertise refused for crossing the limit set by ``variable``."""
+        self.route_refusals += 1
+        self.route_limit = variable
+
+    def _close_route_flooder(self, out: list[Action]) -> None:
+        """Close a node that keeps sending route changes past its limits (1008)."""
+        reason = f"kept adding routes past {self.route_limit}"
+        log.warning(
+            "node %s: closing the connection, %d route changes refused (%s); the most "
+            "tolerated is %d (FAME_SENTINEL_MAX_ROUTE_REFUSALS)",
+            self.node_id,
+            self.route_refusals,
+            self.route_limit,
+            self.router.limits.max_route_refusals,
+        )
+        self.closing(1008, reason)
+        out.append(Close(self, 1008, reason))
 
     def answer(self, frame: Any, request: dict[str, Any], *, with_sid: bool = True) -> Send:
         return self.own(
@@ -381,63 +408,22 @@ class ChildSession:
             return False
         return True
 
-    def _buffer(self, envelope: dict[str, Any], size: int) -> bool:
+    def _buffer(self, envelope: dict[str, Any], size: int) -> str | None:
+        """Keep an envelope until the attach; say which bound it would cross instead."""
         limits = self.router.limits
-        if (
-            len(self.pending) >= limits.pending_max_messages
-            or self.pending_bytes + size > limits.pending_max_bytes
-        ):
-            return False
+        if len(self.pending) >= limits.pending_max_messages:
+            return (
+                f"sent more than {limits.pending_max_messages} envelopes before NodeAttach "
+                "(FAME_SENTINEL_PENDING_MAX_MESSAGES)"
+            )
+        if self.pending_bytes + size > limits.pending_max_bytes:
+            return (
+                f"sent more than {limits.pending_max_bytes} bytes before NodeAttach "
+                "(FAME_SENTINEL_PENDING_MAX_BYTES)"
+            )
         self.pending.append((envelope, size))
         self.pending_bytes += size
-        return True
-
-    # -- authorization ---------------------------------------------------------
-
-    def _authorized(
-        self,
-        envelope: dict[str, Any],
-        frame: dict[str, Any],
-        frame_type: str,
-        out: list[Action],
-        now: float,
-    ) -> bool:
-        """Apply the rules on calls, replies and cancel notices; stamp the caller.
-
-        Sender-provided ``meta.subject``/``meta.admin`` are removed from every
-        routed envelope; requests get the identity's stamped in their place.
-        """
-        identity = self.identity
-        if "meta" in envelope:
-            authorization.stamp_caller(envelope, None)
-        if frame_type == "Data":
-            if authorization.is_request(frame, is_request_rtype(envelope.get("rtype"))):
-                if identity is not None:
-                    refusal = authorization.call_refusal(identity, envelope)
-                    if refusal is not None:
-                        log.info("node %s: refused a request: %s", self.node_id, refusal)
-                        self.router.nack(envelope, FORBIDDEN, refusal, out, now)
-                        return False
-                if identity is not None:
-                    authorization.stamp_caller(envelope, identity)
-                return True
-        elif frame.get("ok") is False and frame.get("code") == CANCELLED:
-            if self.router.inflight.sent_by(self.node_id, frame.get("refId")):
-                return True
-            self.warn("dropped a cancel notice for a request it did not send")
-            return False
-        if identity is None or self.router.inflight.answers(envelope, source=self.node_id):
-            return True
-        to = envelope.get("to")
-        if type(to) is str and identity.may_call(to):
-            return True
-        self.warn(
-            "dropped a %s to %r: it answers no request this node received, and %r may not call it",
-            frame_type,
-            to,
-            identity.subject,
-        )
-        return False
+        return None
 
 
 def _text(value: object) -> str | None:

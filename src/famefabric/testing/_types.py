@@ -8,9 +8,15 @@ from typing import Any, TypeAlias
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """Answer with ``text`` (streamed or not, as the request asks)."""
+    """Answer with ``text`` (streamed or not, as the request asks).
+
+    ``usage``, when given, is sent as the ``usage`` object instead of the
+    counted one (see :class:`~famefabric.testing.OpenAIStubServer`), e.g. to
+    test what a client does with a malformed or missing count.
+    """
 
     text: str
+    usage: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,11 @@ hanging answer never holds up another request. By default each request is
 answered with :class:`Echo`; queue other behaviours with
 :meth:`OpenAIStubServer.enqueue`.
 
+Every answer reports deterministic token ``usage`` (on streams when the
+request sets ``stream_options.include_usage``): prompt tokens are 3 plus,
+per message sent, 4 plus its words; completion tokens are the reply's words
+(the streamed pieces); total is their sum.
+
 ``python -m famefabric.testing.openai_server --port 0`` runs one as a
 process (see :mod:`famefabric.testing.openai_server`).
 """
@@ -295,8 +300,8 @@ class OpenAIStubServer(BackgroundHttpServer):
                 pieces = payloads.split_tokens(payloads.echo_text(exchange.messages))
                 pieces = (pieces + [" ..."] * tokens)[:tokens]
                 await self._stream(connection, exchange, pieces, fail=True, error_event=error_event)
-            case Reply(text=text):
-                await self._reply(connection, exchange, text)
+            case Reply(text=text, usage=usage):
+                await self._reply(connection, exchange, text, usage)
             case Echo():
                 await self._reply(connection, exchange, payloads.echo_text(exchange.messages))
 
@@ -311,11 +316,19 @@ class OpenAIStubServer(BackgroundHttpServer):
         headers = payloads.retry_after_headers(retry_after) if retry_after is not None else []
         await self._send_json(connection, exchange, failure.status, body, headers)
 
-    async def _reply(self, connection: Connection, exchange: _Exchange, text: str) -> None:
+    async def _reply(
+        self,
+        connection: Connection,
+        exchange: _Exchange,
+        text: str,
+        usage: dict[str, Any] | None = None,
+    ) -> None:
         if exchange.streaming:
-            await self._stream(connection, exchange, payloads.split_tokens(text))
+            await self._stream(connection, exchange, payloads.split_tokens(text), usage=usage)
         else:
             body = payloads.completion(exchange.model, text, exchange.messages)
+            if usage is not None:
+                body["usage"] = usage
             await self._send_json(connection, exchange, 200, body)
 
     async def _stream(
@@ -326,6 +339,7 @@ class OpenAIStubServer(BackgroundHttpServer):
         *,
         fail: bool = False,
         error_event: bool = False,
+        usage: dict[str, Any] | None = None,
     ) -> None:
         record = self._open_stream(exchange)
         options = exchange.body.get("stream_options")
@@ -363,7 +377,8 @@ class OpenAIStubServer(BackgroundHttpServer):
         else:
             await send(chunk(delta={}, finish_reason="stop"))
             if include_usage:
-                await send(chunk(usage_object=payloads.usage(exchange.messages, len(pieces))))
+                counted = payloads.usage(exchange.messages, len(pieces))
+                await send(chunk(usage_object=counted if usage is None else usage))
             await send("[DONE]")
             await connection.end_stream()
         self._close_stream(record, at=time.monotonic(), finished=not fail)

@@ -26,6 +26,7 @@ from famefabric.chat.stores._contract import (
     ConversationNotFound,
     VersionConflict,
 )
+from famefabric.chat.usage import TokenUsage
 from famefabric.options import optional_positive_seconds
 
 
@@ -114,6 +115,7 @@ class MemoryConversationStore:
         user_message: str,
         reply: str,
         turn_id: str | None = None,
+        usage: TokenUsage | None = None,
     ) -> ConversationState:
         """Append a turn if the conversation is still at ``expected_version``.
 
@@ -130,7 +132,7 @@ class MemoryConversationStore:
             raise ConversationNotFound(conversation_id)
         if entry.state.version != expected_version:
             raise VersionConflict(conversation_id, expected_version, entry.state.version)
-        entry.state = entry.state.with_turn(user_message, reply)
+        entry.state = entry.state.with_turn(user_message, reply, usage)
         if turn_id is not None:
             turns = entry.turns if entry.turns is not None else {}
             turns.pop(turn_id, None)

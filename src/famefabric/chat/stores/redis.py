@@ -9,7 +9,8 @@ Theory of operation. A conversation is four keys under the store's prefix:
 - ``conversation:<id>``, a hash: system_prompt, max_history_length, version
   and updated_at (the store's clock, in seconds);
 - ``messages:<id>``, a list of messages, each one the JSON of
-  :meth:`ChatMessage.to_dict`, oldest first;
+  :meth:`ChatMessage.to_record` (a reply with its turn's token usage), oldest
+  first;
 - ``turns:<id>``, a hash from turn id to reply, and ``turn-order:<id>``, the
   list of those turn ids, oldest first, to forget all but the last
   :data:`KEPT_TURN_IDS`.
@@ -22,7 +23,8 @@ itself; it is taken when absent or renewed by its holder with one
 compare-and-set script (``SET NX PX`` cannot renew), and released by
 compare-and-delete.
 
-Every operation that reads or changes several keys is one Lua script, which
+Every operation that reads or changes several keys is one Lua script
+(:mod:`famefabric.chat.stores.redis_scripts`), which
 Redis runs atomically: ``commit_turn`` checks the version, appends, trims the
 list to the window, bumps the version and records the turn id with nothing
 interleaved. With ``idle_ttl`` set, each write also puts that TTL on the
@@ -37,10 +39,9 @@ the turn id recorded by that commit lets the caller find its reply.
 
 from __future__ import annotations
 
-import json
 import math
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Any, Self
@@ -52,7 +53,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from famefabric.chat.conversation import ChatMessage, ConversationState, trim, turn_messages
+from famefabric.chat.conversation import ConversationState, trim, turn_messages
 from famefabric.chat.stores._contract import (
     KEPT_TURN_IDS,
     ConversationExists,
@@ -61,150 +62,24 @@ from famefabric.chat.stores._contract import (
     VersionConflict,
     redact_url,
 )
+from famefabric.chat.stores.redis_scripts import (
+    ACQUIRE,
+    COMMIT,
+    CREATE,
+    DELETE,
+    EXPIRE,
+    FIND_TURN,
+    LOAD,
+    RELEASE,
+    TOUCH,
+    decode_state,
+    encode,
+)
+from famefabric.chat.usage import TokenUsage
 from famefabric.options import optional_positive_seconds
 
 DEFAULT_KEY_PREFIX = "famefabric:chat:"
 """The prefix of every key the store writes, unless another one is given."""
-
-# Scripts share one calling convention. KEYS: conversation, messages, turns,
-# turn order, activity. ARGV[1] is the conversation id, ARGV[2] the cutoff: a
-# conversation last active before it counts as gone ('' when there is no
-# idle_ttl). Every script that writes takes the clock's time and the TTL in
-# milliseconds (0: none) next.
-_IS_LIVE = """
-local function is_live(updated_at)
-    return updated_at and (ARGV[2] == '' or tonumber(updated_at) >= tonumber(ARGV[2]))
-end
-local function refresh_ttl(ttl)
-    if tonumber(ttl) > 0 then
-        for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], ttl) end
-    end
-end
-"""
-
-# ARGV[3] now, ARGV[4] ttl, ARGV[5] system prompt, ARGV[6] max_history_length,
-# ARGV[7] version, ARGV[8..] messages.
-_CREATE = (
-    _IS_LIVE
-    + """
-if is_live(redis.call('HGET', KEYS[1], 'updated_at')) then return 0 end
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
-redis.call('HSET', KEYS[1], 'system_prompt', ARGV[5], 'max_history_length', ARGV[6],
-    'version', ARGV[7], 'updated_at', ARGV[3])
-if #ARGV > 7 then redis.call('RPUSH', KEYS[2], unpack(ARGV, 8)) end
-if ARGV[2] ~= '' then redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', '(' .. ARGV[2]) end
-redis.call('ZADD', KEYS[5], ARGV[3], ARGV[1])
-refresh_ttl(ARGV[4])
-return 1
-"""
-)
-
-_LOAD = (
-    _IS_LIVE
-    + """
-local fields = redis.call('HMGET', KEYS[1], 'updated_at', 'system_prompt',
-    'max_history_length', 'version')
-if not is_live(fields[1]) then return false end
-local result = {fields[2], fields[3], fields[4]}
-for _, message in ipairs(redis.call('LRANGE', KEYS[2], 0, -1)) do
-    table.insert(result, message)
-end
-return result
-"""
-)
-
-# ARGV[3] now, ARGV[4] ttl, ARGV[5] expected version, ARGV[6] turn id ('' for
-# none), ARGV[7] reply, ARGV[8] turn ids kept, ARGV[9..] messages.
-# Returns {'missing'}, {'conflict', version} or {'ok', version, system prompt,
-# max_history_length, messages...}.
-_COMMIT = (
-    _IS_LIVE
-    + """
-local fields = redis.call('HMGET', KEYS[1], 'updated_at', 'system_prompt',
-    'max_history_length', 'version')
-if not is_live(fields[1]) then return {'missing'} end
-local version = tonumber(fields[4])
-if version ~= tonumber(ARGV[5]) then return {'conflict', version} end
-version = version + 1
-redis.call('RPUSH', KEYS[2], unpack(ARGV, 9))
-redis.call('LTRIM', KEYS[2], -2 * tonumber(fields[3]), -1)
-redis.call('HSET', KEYS[1], 'version', version, 'updated_at', ARGV[3])
-if ARGV[6] ~= '' then
-    redis.call('HSET', KEYS[3], ARGV[6], ARGV[7])
-    redis.call('LREM', KEYS[4], 0, ARGV[6])
-    redis.call('RPUSH', KEYS[4], ARGV[6])
-    while redis.call('LLEN', KEYS[4]) > tonumber(ARGV[8]) do
-        redis.call('HDEL', KEYS[3], redis.call('LPOP', KEYS[4]))
-    end
-end
-redis.call('ZADD', KEYS[5], ARGV[3], ARGV[1])
-refresh_ttl(ARGV[4])
-local result = {'ok', version, fields[2], fields[3]}
-for _, message in ipairs(redis.call('LRANGE', KEYS[2], 0, -1)) do
-    table.insert(result, message)
-end
-return result
-"""
-)
-
-# ARGV[3] turn id.
-_FIND_TURN = (
-    _IS_LIVE
-    + """
-if not is_live(redis.call('HGET', KEYS[1], 'updated_at')) then return false end
-return redis.call('HGET', KEYS[3], ARGV[3])
-"""
-)
-
-_DELETE = (
-    _IS_LIVE
-    + """
-local live = is_live(redis.call('HGET', KEYS[1], 'updated_at'))
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
-redis.call('ZREM', KEYS[5], ARGV[1])
-if live then return 1 end
-return 0
-"""
-)
-
-# ARGV[3] now, ARGV[4] ttl.
-_TOUCH = (
-    _IS_LIVE
-    + """
-if not is_live(redis.call('HGET', KEYS[1], 'updated_at')) then return 0 end
-redis.call('HSET', KEYS[1], 'updated_at', ARGV[3])
-redis.call('ZADD', KEYS[5], ARGV[3], ARGV[1])
-refresh_ttl(ARGV[4])
-return 1
-"""
-)
-
-# Here ARGV[2] is the idle cutoff given to expire_idle, never ''.
-_EXPIRE = """
-local updated_at = redis.call('HGET', KEYS[1], 'updated_at')
-if updated_at and tonumber(updated_at) >= tonumber(ARGV[2]) then
-    -- Active again: make sure its score says so, so that the sweep moves on.
-    redis.call('ZADD', KEYS[5], updated_at, ARGV[1])
-    return 0
-end
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
-redis.call('ZREM', KEYS[5], ARGV[1])
-if updated_at then return 1 end
-return 0
-"""
-
-# KEYS[1] the lease, ARGV[1] the owner, ARGV[2] the TTL in milliseconds.
-_ACQUIRE = """
-local holder = redis.call('GET', KEYS[1])
-if holder and holder ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return 1
-"""
-
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
-return 0
-"""
 
 # How many stale ids expire_idle examines per round trip.
 _EXPIRE_BATCH = 256
@@ -255,15 +130,15 @@ class RedisConversationStore:
             socket_timeout=5.0,
             retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=3),
         )
-        self._create = self._client.register_script(_CREATE)
-        self._load = self._client.register_script(_LOAD)
-        self._commit = self._client.register_script(_COMMIT)
-        self._find_turn = self._client.register_script(_FIND_TURN)
-        self._delete = self._client.register_script(_DELETE)
-        self._touch = self._client.register_script(_TOUCH)
-        self._expire = self._client.register_script(_EXPIRE)
-        self._acquire = self._client.register_script(_ACQUIRE)
-        self._release = self._client.register_script(_RELEASE)
+        self._create = self._client.register_script(CREATE)
+        self._load = self._client.register_script(LOAD)
+        self._commit = self._client.register_script(COMMIT)
+        self._find_turn = self._client.register_script(FIND_TURN)
+        self._delete = self._client.register_script(DELETE)
+        self._touch = self._client.register_script(TOUCH)
+        self._expire = self._client.register_script(EXPIRE)
+        self._acquire = self._client.register_script(ACQUIRE)
+        self._release = self._client.register_script(RELEASE)
 
     @property
     def url(self) -> str:
@@ -322,7 +197,7 @@ class RedisConversationStore:
                     state.system_prompt,
                     state.max_history_length,
                     state.version,
-                    *map(_encode, history),
+                    *map(encode, history),
                 ],
             )
         if not created:
@@ -342,7 +217,7 @@ class RedisConversationStore:
         if reply is None:
             return None
         system_prompt, max_history_length, version, *messages = reply
-        return _state(conversation_id, system_prompt, max_history_length, version, messages)
+        return decode_state(conversation_id, system_prompt, max_history_length, version, messages)
 
     async def commit_turn(
         self,
@@ -352,6 +227,7 @@ class RedisConversationStore:
         user_message: str,
         reply: str,
         turn_id: str | None = None,
+        usage: TokenUsage | None = None,
     ) -> ConversationState:
         """Append a turn if the conversation is still at ``expected_version``.
 
@@ -376,7 +252,7 @@ class RedisConversationStore:
                     turn_id if turn_id is not None else "",
                     reply,
                     KEPT_TURN_IDS,
-                    *map(_encode, turn_messages(user_message, reply)),
+                    *map(encode, turn_messages(user_message, reply, usage)),
                 ],
             )
         if result[0] == "missing":
@@ -384,7 +260,7 @@ class RedisConversationStore:
         if result[0] == "conflict":
             raise VersionConflict(conversation_id, expected_version, int(result[1]))
         _, version, system_prompt, max_history_length, *messages = result
-        return _state(conversation_id, system_prompt, max_history_length, version, messages)
+        return decode_state(conversation_id, system_prompt, max_history_length, version, messages)
 
     async def find_turn(self, conversation_id: str, turn_id: str) -> str | None:
         """Return the reply committed under ``turn_id``, or ``None`` if not remembered.
@@ -515,23 +391,3 @@ class RedisConversationStore:
     async def aclose(self) -> None:
         """Close the connections to Redis. Calling it again does nothing."""
         await self._client.aclose()
-
-
-def _encode(message: ChatMessage) -> str:
-    return json.dumps(message.to_dict(), ensure_ascii=False, separators=(",", ":"))
-
-
-def _state(
-    conversation_id: str,
-    system_prompt: str,
-    max_history_length: str | int,
-    version: str | int,
-    messages: Sequence[str],
-) -> ConversationState:
-    return ConversationState(
-        conversation_id,
-        system_prompt,
-        int(max_history_length),
-        tuple(ChatMessage.from_dict(json.loads(message)) for message in messages),
-        int(version),
-    )

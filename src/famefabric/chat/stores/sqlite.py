@@ -27,10 +27,9 @@ of the process; only a power loss may drop the last turns.
 from __future__ import annotations
 
 import asyncio
-import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
@@ -38,13 +37,7 @@ from typing import Self
 
 import aiosqlite
 
-from famefabric.chat.conversation import (
-    ChatMessage,
-    ConversationState,
-    Role,
-    trim,
-    turn_messages,
-)
+from famefabric.chat.conversation import ConversationState, trim, turn_messages
 from famefabric.chat.stores._contract import (
     KEPT_TURN_IDS,
     ConversationExists,
@@ -52,40 +45,14 @@ from famefabric.chat.stores._contract import (
     StoreUnavailable,
     VersionConflict,
 )
-from famefabric.options import optional_positive_seconds
-
-_SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS conversations (
-        id TEXT PRIMARY KEY,
-        system_prompt TEXT NOT NULL,
-        max_history_length INTEGER NOT NULL,
-        version INTEGER NOT NULL,
-        updated_at REAL NOT NULL
-    )""",
-    "CREATE INDEX IF NOT EXISTS conversations_by_activity ON conversations (updated_at)",
-    """CREATE TABLE IF NOT EXISTS messages (
-        conversation_id TEXT NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
-        seq INTEGER NOT NULL,
-        role TEXT NOT NULL,
-        content TEXT NOT NULL,
-        PRIMARY KEY (conversation_id, seq)
-    )""",
-    """CREATE TABLE IF NOT EXISTS turns (
-        conversation_id TEXT NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
-        turn_id TEXT NOT NULL,
-        version INTEGER NOT NULL,
-        reply TEXT NOT NULL,
-        PRIMARY KEY (conversation_id, turn_id)
-    )""",
-    """CREATE TABLE IF NOT EXISTS leases (
-        conversation_id TEXT PRIMARY KEY,
-        owner TEXT NOT NULL,
-        expires_at REAL NOT NULL
-    )""",
+from famefabric.chat.stores.sqlite_schema import (
+    append,
+    create_schema,
+    load_history,
+    make_private,
 )
-
-# Roles come back from SQLite as new strings; map them to the interned literals.
-_ROLES: dict[str, Role] = {"system": "system", "user": "user", "assistant": "assistant"}
+from famefabric.chat.usage import TokenUsage
+from famefabric.options import optional_positive_seconds
 
 
 async def _to_the_end(statement: Awaitable[object]) -> None:
@@ -168,8 +135,7 @@ class SQLiteConversationStore:
                 await db.execute("PRAGMA synchronous = NORMAL")
                 await db.execute("PRAGMA foreign_keys = ON")
                 await db.execute("BEGIN IMMEDIATE")
-                for statement in _SCHEMA:
-                    await db.execute(statement)
+                await create_schema(db)
                 await db.execute("COMMIT")
             except sqlite3.OperationalError as exc:
                 await db.close()
@@ -192,7 +158,7 @@ class SQLiteConversationStore:
         the file in a plain worker first means that a file that cannot be
         opened fails before any aiosqlite thread exists.
         """
-        await asyncio.to_thread(_make_private, self._path)
+        await asyncio.to_thread(make_private, self._path)
         raw = await asyncio.to_thread(
             sqlite3.connect, self._path, isolation_level=None, check_same_thread=False
         )
@@ -260,7 +226,7 @@ class SQLiteConversationStore:
                     now,
                 ),
             )
-            await _append(db, state.conversation_id, 0, history)
+            await append(db, state.conversation_id, 0, history)
 
     async def load(self, conversation_id: str) -> ConversationState | None:
         """Return the stored state, or ``None`` when there is none.
@@ -278,7 +244,7 @@ class SQLiteConversationStore:
             if not rows:
                 return None
             ((system_prompt, max_history_length, version),) = rows
-            history = await _history(db, conversation_id)
+            history = await load_history(db, conversation_id)
         return ConversationState(
             conversation_id, system_prompt, max_history_length, history, version
         )
@@ -291,6 +257,7 @@ class SQLiteConversationStore:
         user_message: str,
         reply: str,
         turn_id: str | None = None,
+        usage: TokenUsage | None = None,
     ) -> ConversationState:
         """Append a turn if the conversation is still at ``expected_version``.
 
@@ -316,8 +283,8 @@ class SQLiteConversationStore:
             if version != expected_version:
                 raise VersionConflict(conversation_id, expected_version, version)
             version += 1
-            added = turn_messages(user_message, reply)
-            await _append(db, conversation_id, last_seq + 1, added)
+            added = turn_messages(user_message, reply, usage)
+            await append(db, conversation_id, last_seq + 1, added)
             await db.execute(
                 "DELETE FROM messages WHERE conversation_id = ? AND seq <= ?",
                 (conversation_id, last_seq + len(added) - 2 * max_history_length),
@@ -336,7 +303,7 @@ class SQLiteConversationStore:
                     "DELETE FROM turns WHERE conversation_id = ? AND version <= ?",
                     (conversation_id, version - KEPT_TURN_IDS),
                 )
-            history = await _history(db, conversation_id)
+            history = await load_history(db, conversation_id)
         return ConversationState(
             conversation_id, system_prompt, max_history_length, history, version
         )
@@ -471,38 +438,3 @@ class SQLiteConversationStore:
             db, self._db = self._db, None
             if db is not None:
                 await db.close()
-
-
-async def _append(
-    db: aiosqlite.Connection, conversation_id: str, first_seq: int, messages: Iterable[ChatMessage]
-) -> None:
-    await db.executemany(
-        "INSERT INTO messages (conversation_id, seq, role, content) VALUES (?, ?, ?, ?)",
-        [
-            (conversation_id, seq, message.role, message.content)
-            for seq, message in enumerate(messages, start=first_seq)
-        ],
-    )
-
-
-async def _history(db: aiosqlite.Connection, conversation_id: str) -> tuple[ChatMessage, ...]:
-    rows = await db.execute_fetchall(
-        "SELECT role, content FROM messages WHERE conversation_id = ? ORDER BY seq",
-        (conversation_id,),
-    )
-    return tuple(ChatMessage(_ROLES[role], content) for role, content in rows)
-
-
-def _make_private(path: Path) -> None:
-    """Create ``path`` readable by its owner only (0600), or take others' access away.
-
-    Conversations are private; SQLite gives its ``-wal`` and ``-shm`` files
-    the database file's permissions. A path that cannot be opened is left
-    for SQLite to report.
-    """
-    try:
-        os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
-        if path.stat().st_mode & 0o077:
-            os.chmod(path, 0o600)
-    except OSError:
-        return
