@@ -416,8 +416,8 @@ async def test_a_flood_of_deeply_nested_frames_is_refused_quietly_and_cheaply(
         )
         # Every victim call is answered, well under the 2.2 s p50 this flood used to cause.
         # The sentinel's reader yields to the victim's connections every few frames; the
-        # 50 ms p99 target is still missed on a loaded 2-core machine (60-130 ms measured,
-        # 500-570 ms without the yield): the bound here is 0.5 s.
+        # 50 ms p99 target is met only part of the time on a loaded 2-core machine (21-105 ms
+        # measured, 500-570 ms without the yield): the bound here is 0.5 s.
         assert p99(latencies) < 0.5, f"victim p99 {p99(latencies) * 1000:.0f} ms"
 
 

@@ -38,7 +38,7 @@ CLOSE_TIMEOUT = 2.0
 """Seconds a closing handshake may take before the link is dropped."""
 SLOW_CLOSE_TIMEOUT = 0.5
 """The same for a slow consumer, whose socket is full anyway."""
-FAIR_SHARE = 16
+FAIR_SHARE = 4
 """Messages one connection's reader handles before yielding to the event loop."""
 
 _count_out = metrics.ENVELOPES_OUT.inc
