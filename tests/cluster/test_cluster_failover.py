@@ -107,6 +107,19 @@ async def test_nats_server_killed_the_sentinels_reconnect_and_keep_routing(
         results: list[str] = []
         failures: list[BaseException] = []
         stop = asyncio.Event()
+        answered = asyncio.Condition()
+
+        async def until_answered(count: int, what: str) -> None:
+            """Wait (bounded) until ``count`` calls more than now have been answered."""
+            target = len(results) + count
+            try:
+                async with asyncio.timeout(15), answered:
+                    await answered.wait_for(lambda: len(results) >= target)
+            except TimeoutError:
+                failed = [w.exception() for w in workers if w.done() and not w.cancelled()]
+                raise AssertionError(
+                    f"{what}: {len(results)} of {target} in 15 s; {failed}"
+                ) from None
 
         async def load(worker: int) -> None:
             i = 0
@@ -115,6 +128,8 @@ async def test_nats_server_killed_the_sentinels_reconnect_and_keep_routing(
                 for _attempt in range(3):  # a call in flight on the dead server retries
                     try:
                         results.append(await echo.echo(text, _timeout=5.0))
+                        async with answered:
+                            answered.notify_all()
                         break
                     except (NoRoute, ConnectionClosed, TimeoutError) as exc:
                         failures.append(exc)
@@ -124,17 +139,15 @@ async def test_nats_server_killed_the_sentinels_reconnect_and_keep_routing(
                 i += 1
 
         workers = [asyncio.ensure_future(load(w)) for w in range(4)]
-        await asyncio.sleep(0.5)
+        await until_answered(20, "calls answered before the NATS server is killed")
         victim.process.kill9()
         await a.wait_health(
             lambda h: h["cluster"]["nats"] == "connected" and h["cluster"]["server"] != first,
             what="A reconnected to another NATS server",
             within=10,
         )
-        before = len(results)
-        await asyncio.sleep(1.0)
+        await until_answered(20, "calls answered after the NATS server died")
         stop.set()
         await asyncio.gather(*workers)
-        assert len(results) > before, "no call was answered after the NATS server died"
         # Only calls in flight when the server died may fail, and each retried successfully.
         assert len(failures) <= 8, failures

@@ -17,7 +17,7 @@ from support.sentinels import OurSentinel
 from famefabric import FameFabric
 from famefabric.errors import NoRoute
 from famefabric.observability.metrics import check_access, is_loopback
-from famefabric.testing import OpenAIStubServer, free_port
+from famefabric.testing import OpenAIStubServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
 
@@ -62,17 +62,20 @@ async def test_counters_move_by_exactly_the_workload(
     processes: ProcessPool, openai_stub: OpenAIStubServer
 ) -> None:
     sentinel = await processes.our_sentinel(node_id="metricsSentinel1")
-    agent_port = free_port()
     env = sentinel.node_env(
         {
             "OPENAI_BASE_URL": openai_stub.url,
             "OPENAI_API_KEY": "test",
             "MODEL_NAME": "test",
             "CHAT_STORE": "memory://",
-            "FAME_METRICS_PORT": str(agent_port),
+            "FAME_METRICS_PORT": "0",
         }
     )
-    processes.spawn("chat-agent", [FAME, "agent", "chat"], env=env)
+    agent = processes.spawn("chat-agent", [FAME, "agent", "chat"], env=env)
+    serving = await agent.wait_for_line(
+        r"metrics on http://\S+:(\d+)/metrics", stream="stderr", what="the port of its /metrics"
+    )
+    agent_port = int(serving.group(1))
     await sentinel.wait_health(
         lambda health: health.get("addresses", 0) >= 1, what="the chat agent binds", within=20
     )

@@ -2,8 +2,8 @@
 
 :func:`start_web_stack` starts our sentinel (port 0), ``fame agent chat``
 (in-memory store, LLM = an :class:`~famefabric.testing.OpenAIStubServer` in
-the test process) and ``fame gateway`` on a free port, and waits until the
-gateway answers ``GET /`` with the page. Every wait has a deadline.
+the test process) and ``fame gateway`` (port 0: it reports the port it got),
+and waits until the gateway answers ``GET /`` with the page. Every wait has a deadline.
 """
 
 from __future__ import annotations
@@ -22,9 +22,11 @@ from support.pool import ProcessPool
 from support.procs import FAME, READY_TIMEOUT, ManagedProcess, ProcessFailure, base_env
 from support.sentinels import OurSentinel, Sentinel
 
-from famefabric.testing import OpenAIStubServer, free_port
+from famefabric.testing import OpenAIStubServer
 
 CHAT_ADDRESS = "chat@fame.fabric"
+LISTENING = r"^gateway listening on http://127\.0\.0\.1:(\d+)"
+"""The start-up line of ``fame gateway`` (stderr), with the port it bound."""
 
 
 @dataclass
@@ -67,12 +69,15 @@ async def wait_gateway(
 async def start_gateway(
     pool: ProcessPool, sentinel: Sentinel, env: Mapping[str, str] | None = None
 ) -> tuple[ManagedProcess, str]:
-    """Start ``fame gateway`` on a free loopback port attached to ``sentinel``."""
-    port = free_port()
-    extra = {"FAME_GATEWAY_PORT": str(port), "FAME_GATEWAY_HOST": "127.0.0.1"}
+    """Start ``fame gateway`` on loopback port 0 attached to ``sentinel``; it reports its port."""
+    extra = {"FAME_GATEWAY_PORT": "0", "FAME_GATEWAY_HOST": "127.0.0.1"}
     extra.update(env or {})
     process = pool.spawn("gateway", [os.fspath(FAME), "gateway"], env=sentinel.node_env(extra))
     try:
+        listening = await process.wait_for_line(
+            LISTENING, stream="stderr", what="its 'gateway listening on' line"
+        )
+        port = int(listening.group(1))
         await wait_gateway(process, port)
     except ProcessFailure as exc:
         raise ProcessFailure(f"{exc}\n{sentinel.process.describe()}") from None

@@ -25,6 +25,27 @@ BUSY = "busy"
 CANCELLED = "cancelled"
 
 
+_CALLS: dict[tuple[str, str], Any] = {}
+_SECONDS: dict[str, Any] = {}
+# The labelled children, looked up once each: ``labels()`` takes a lock and
+# checks its arguments on every call. Bounded like the label set itself (the
+# agent's operations and "unknown", times the four outcomes).
+
+
+def _calls(operation: str, outcome: str) -> Any:
+    child = _CALLS.get((operation, outcome))
+    if child is None:
+        child = _CALLS[operation, outcome] = metrics.AGENT_CALLS.labels(operation, outcome)
+    return child
+
+
+def _seconds(operation: str) -> Any:
+    child = _SECONDS.get(operation)
+    if child is None:
+        child = _SECONDS[operation] = metrics.AGENT_SECONDS.labels(operation)
+    return child
+
+
 class RequestTelemetry:
     """What one request records; ``outcome`` and ``error`` are set as it runs."""
 
@@ -63,8 +84,8 @@ class RequestTelemetry:
 
     def finish(self) -> None:
         """Count the request and end its span."""
-        metrics.AGENT_CALLS.labels(self.operation, self.outcome).inc()
-        metrics.AGENT_SECONDS.labels(self.operation).observe(time.perf_counter() - self.started)
+        _calls(self.operation, self.outcome).inc()
+        _seconds(self.operation).observe(time.perf_counter() - self.started)
         span = self.span
         if span is None:
             return

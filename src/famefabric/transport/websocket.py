@@ -66,13 +66,22 @@ def _closed(description: str, exc: WSConnectionClosed) -> ConnectionClosed:
 
 
 class WebSocketTransport:
-    """A :class:`~famefabric.transport.base.Transport` over one WebSocket connection."""
+    """A :class:`~famefabric.transport.base.Transport` over one WebSocket connection.
 
-    __slots__ = ("_connection", "_description")
+    Args:
+        connection: the open ``websockets`` connection.
+        description: the far end, for logs and errors.
+        coalesce: write the messages sent during one turn of the event loop
+            with one write to the socket (see :meth:`send`).
+    """
 
-    def __init__(self, connection: Connection, *, description: str) -> None:
+    __slots__ = ("_coalesce", "_connection", "_description", "_pending")
+
+    def __init__(self, connection: Connection, *, description: str, coalesce: bool = False) -> None:
         self._connection = connection
         self._description = description
+        self._coalesce = coalesce
+        self._pending: list[bytes] | None = None
 
     @property
     def description(self) -> str:
@@ -87,13 +96,48 @@ class WebSocketTransport:
     async def send(self, message: bytes) -> None:
         """Send one binary message.
 
+        When coalescing, the message joins the ones sent during this turn of
+        the event loop, and all of them are framed and written with one write
+        (one system call) at the end of the turn, in call order. A send waits
+        first while the socket's buffer is above its high-water mark, so the
+        memory held stays bounded; :meth:`close` and :meth:`abort` write what
+        is pending first.
+
         Raises:
             ConnectionClosed: the connection is closed or closing.
         """
+        connection = self._connection
+        if self._coalesce and connection.protocol.state is State.OPEN:
+            if connection.paused:
+                try:
+                    await connection.drain()
+                except OSError:
+                    pass  # the connection was lost: send() below says so
+            if connection.protocol.state is State.OPEN:
+                pending = self._pending
+                if pending is None:
+                    self._pending = [message]
+                    connection.loop.call_soon(self._write_pending)
+                else:
+                    pending.append(message)
+                return
         try:
-            await self._connection.send(message)
+            await connection.send(message)
         except WSConnectionClosed as exc:
             raise _closed(self._description, exc) from exc
+
+    def _write_pending(self) -> None:
+        """Frame and write what :meth:`send` gathered (nothing once the connection is not open)."""
+        pending, self._pending = self._pending, None
+        if not pending:
+            return
+        connection = self._connection
+        protocol = connection.protocol
+        if protocol.state is not State.OPEN:
+            return  # lost with the connection, like bytes in a socket buffer; the reader sees why
+        for message in pending:
+            protocol.send_binary(message)
+        connection.transport.write(b"".join(protocol.data_to_send()))
 
     async def send_many(self, messages: list[bytes]) -> None:
         """Send several binary messages with one write to the socket.
@@ -101,6 +145,7 @@ class WebSocketTransport:
         Raises:
             ConnectionClosed: the connection is closed or closing.
         """
+        self._write_pending()
         connection = self._connection
         try:
             async with connection.send_context():
@@ -119,6 +164,7 @@ class WebSocketTransport:
         Returns False (nothing written) when the connection is not open or its
         write buffer is above the high-water mark; use :meth:`send_many` then.
         """
+        self._write_pending()
         connection = self._connection
         if (
             connection.protocol.state is not State.OPEN
@@ -133,6 +179,7 @@ class WebSocketTransport:
 
     def abort(self) -> None:
         """Drop the TCP connection at once, without a closing handshake."""
+        self._pending = None
         self._connection.transport.abort()
 
     async def receive(self) -> bytes | str:
@@ -147,7 +194,8 @@ class WebSocketTransport:
             raise _closed(self._description, exc) from exc
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
-        """Close with ``code`` and ``reason``; idempotent."""
+        """Close with ``code`` and ``reason`` (after what is pending); idempotent."""
+        self._write_pending()
         await self._connection.close(code, reason)
 
 
@@ -211,7 +259,7 @@ async def connect(
     except (OSError, InvalidHandshake, TimeoutError) as exc:
         cause = str(exc) or type(exc).__name__
         raise ConnectionClosed(f"cannot connect to {url}: {cause}") from exc
-    return WebSocketTransport(connection, description=url)
+    return WebSocketTransport(connection, description=url, coalesce=True)
 
 
 def _tls_context(url: str, context: ssl_module.SSLContext | None) -> ssl_module.SSLContext | None:

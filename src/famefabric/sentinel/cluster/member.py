@@ -1,7 +1,7 @@
 """A sentinel's membership in a cluster: its NATS connection, heartbeats, ingress and egress.
 
 :class:`ClusterMember` is what :class:`~famefabric.sentinel.router.Router`
-sees as its ``cluster`` (:class:`~famefabric.sentinel.router.ClusterRoutes`):
+sees as its ``cluster`` (:class:`~famefabric.sentinel.actions.ClusterRoutes`):
 it decides whether an envelope goes to a peer (:mod:`.routes`) and sends it
 there; it also reads what peers send to this sentinel and routes it to the
 children here.
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 from collections import deque
 from typing import Any
 
@@ -34,24 +33,18 @@ from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 
 from famefabric.errors import ConfigurationError, ProtocolError
-from famefabric.protocol.address import parse_address
 from famefabric.protocol.codec import parse_object
 from famefabric.protocol.envelopes import CANCELLED, is_request_rtype
 from famefabric.protocol.ids import new_id
-from famefabric.routing import CHILD_UNREACHABLE, Deliver, Drop, RoutingTable, route
+from famefabric.routing import CHILD_UNREACHABLE, Deliver, Drop, route
 from famefabric.routing.decisions import Decision, is_nackable
 from famefabric.sentinel import pump
+from famefabric.sentinel.actions import PEER_PREFIX, Action, Origin, Remote, Send
 from famefabric.sentinel.cluster import routes, wire
+from famefabric.sentinel.cluster.connection import connect_options
 from famefabric.sentinel.cluster.settings import ClusterSettings
 from famefabric.sentinel.cluster.view import ClusterView, snapshot
-from famefabric.sentinel.router import (
-    PEER_PREFIX,
-    Action,
-    Origin,
-    Remote,
-    Router,
-    Send,
-)
+from famefabric.sentinel.router import Router
 
 log = logging.getLogger("famefabric.sentinel.cluster")
 
@@ -59,8 +52,6 @@ MAX_QUEUED_BYTES = 64 * 1024 * 1024
 """Bytes waiting for NATS at most; beyond, requests to peers are NACKed ``DESTINATION_BUSY``."""
 JOIN_TIMEOUT_PER_SERVER = 5.0
 """Seconds per NATS server the first connection may take before the start-up fails."""
-INITIAL_ATTEMPTS = 2
-"""Retries per NATS server when joining, before the start-up fails."""
 CHANGE_POLL = 0.025
 """Seconds between checks of the routing table for changes to announce."""
 
@@ -112,7 +103,10 @@ class ClusterMember:
         try:
             # nats-py can retry a failed TLS handshake forever: bound the join.
             limit = JOIN_TIMEOUT_PER_SERVER * len(self.settings.servers)
-            nc = await asyncio.wait_for(nats.connect(**self._connect_options()), limit)
+            nc = await asyncio.wait_for(
+                nats.connect(**connect_options(self.settings, self.self_id, self._on_reconnected)),
+                limit,
+            )
         except (NatsError, OSError, TimeoutError) as exc:
             servers = ", ".join(self.settings.servers)
             if isinstance(exc, TimeoutError) and not str(exc):
@@ -276,7 +270,7 @@ class ClusterMember:
                 return Drop("cancel notice for a request not delivered here")
             return Deliver(went)
         target = hop.target
-        if target and table.has_node(target) and _serves(table, target, envelope):
+        if target and table.has_node(target) and routes.serves(table, target, envelope):
             return Deliver(target)
         return route(table, envelope, sentinel_id=self.self_id, source=None)
 
@@ -432,54 +426,6 @@ class ClusterMember:
             return None
         return f"{url.hostname}:{url.port or 4222}"
 
-    def _connect_options(self) -> dict[str, Any]:
-        settings = self.settings
-        options: dict[str, Any] = {
-            "servers": list(settings.servers),
-            "name": f"fame-sentinel-{self.self_id}",
-            "connect_timeout": 2,
-            "reconnect_time_wait": 0.25,
-            "max_reconnect_attempts": INITIAL_ATTEMPTS,
-            "no_echo": True,
-            "error_cb": _on_error,
-            "disconnected_cb": _on_disconnected,
-            "reconnected_cb": self._on_reconnected,
-        }
-        if settings.user is not None:
-            options["user"] = settings.user
-            options["password"] = settings.password
-        if settings.token is not None:
-            options["token"] = settings.token
-        if settings.creds_file is not None:
-            options["user_credentials"] = settings.creds_file
-        if settings.tls:
-            options["tls"] = ssl.create_default_context(cafile=settings.ca_file)
-        return options
-
     async def _on_reconnected(self) -> None:
         log.info("cluster: reconnected to NATS at %s", self._server())
         await self._heartbeat()
-
-
-def _serves(table: RoutingTable, node: str, envelope: dict[str, Any]) -> bool:
-    """Tell whether ``node`` (chosen by the sending sentinel) still serves ``envelope``'s target."""
-    to = envelope.get("to")
-    if type(to) is str:
-        if node in table.binders(to):
-            return True
-        try:
-            return node in table.pool_members(parse_address(to))
-        except ProtocolError:
-            return False
-    capabilities = envelope.get("capabilities")
-    if isinstance(capabilities, list) and all(type(c) is str for c in capabilities):
-        return node in table.capable_nodes(capabilities)
-    return False
-
-
-async def _on_error(exc: Exception) -> None:
-    log.warning("cluster: NATS error: %s", exc or type(exc).__name__)
-
-
-async def _on_disconnected() -> None:
-    log.warning("cluster: disconnected from NATS; reconnecting")

@@ -29,9 +29,9 @@ from famefabric.protocol.address import parse_address
 from famefabric.protocol.envelopes import CANCELLED
 from famefabric.routing import Deliver, RoutingTable
 from famefabric.routing.decisions import Decision, affinity_key, rendezvous
+from famefabric.sentinel.actions import PEER_PREFIX, Remote
 from famefabric.sentinel.cluster.view import ClusterView
 from famefabric.sentinel.inflight import InflightRequests
-from famefabric.sentinel.router import PEER_PREFIX, Remote
 
 Choice = Deliver | Remote | None
 
@@ -124,3 +124,19 @@ def _spread_key(envelope: Mapping[str, Any]) -> str:
             return explicit
     envelope_id = envelope.get("id")
     return envelope_id if type(envelope_id) is str else ""
+
+
+def serves(table: RoutingTable, node: str, envelope: dict[str, Any]) -> bool:
+    """Tell whether ``node`` (chosen by the sending sentinel) still serves ``envelope``'s target."""
+    to = envelope.get("to")
+    if type(to) is str:
+        if node in table.binders(to):
+            return True
+        try:
+            return node in table.pool_members(parse_address(to))
+        except ProtocolError:
+            return False
+    capabilities = envelope.get("capabilities")
+    if isinstance(capabilities, list) and all(type(c) is str for c in capabilities):
+        return node in table.capable_nodes(capabilities)
+    return False
