@@ -276,7 +276,10 @@ async def test_a_conversation_outlives_a_kill_9_of_its_agent_and_fame_chat_resum
     assert shown.returncode == 0, shown.stderr
     stored = json.loads(shown.stdout)
     assert stored["id"] == conversation
-    assert stored["history"] == history_of([*questions, "what is my name?"])
+    kept = [{"role": m["role"], "content": m["content"]} for m in stored["history"]]
+    assert kept == history_of([*questions, "what is my name?"])
+    # Each reply carries the token usage the LLM reported for its turn.
+    assert all("usage" in m for m in stored["history"] if m["role"] == "assistant")
 
 
 # -- SIGKILL in the middle of a turn ----------------------------------------------
