@@ -415,9 +415,10 @@ async def test_a_flood_of_deeply_nested_frames_is_refused_quietly_and_cheaply(
             f"max {max(latencies) * 1000:.1f} ms; sentinel log +{log_growth} bytes"
         )
         # Every victim call is answered, well under the 2.2 s p50 this flood used to cause.
-        # The 50 ms p99 target is not met yet when the flood saturates the sentinel's CPU
-        # (about 55 us of parsing per frame on top of the NACK): the bound here is 1 s.
-        assert p99(latencies) < 1.0, f"victim p99 {p99(latencies) * 1000:.0f} ms"
+        # The sentinel's reader yields to the victim's connections every few frames; the
+        # 50 ms p99 target is met only part of the time on a loaded 2-core machine (21-105 ms
+        # measured, 500-570 ms without the yield): the bound here is 0.5 s.
+        assert p99(latencies) < 0.5, f"victim p99 {p99(latencies) * 1000:.0f} ms"
 
 
 async def test_a_victim_whose_agent_dies_during_a_flood_fails_within_a_second(
@@ -444,6 +445,7 @@ async def test_a_victim_whose_agent_dies_during_a_flood_fails_within_a_second(
         failed_after = time.monotonic() - killed
         print(f"victim failed {failed_after * 1000:.0f} ms after its agent died: {caught.value}")
         # The sentinel NACKs the victim's request as soon as the agent's link closes (it
-        # used to wait out its timeout: 33.5 s); the bound leaves room for a busy machine.
+        # used to wait out its timeout: 33.5 s), and the flooder's backlog does not delay
+        # noticing the close: its reader yields to the others every few messages.
         assert "CHILD_UNREACHABLE" in str(caught.value)
-        assert failed_after < 3.0
+        assert failed_after < 1.0, f"failed after {failed_after:.2f} s"

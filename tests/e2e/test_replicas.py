@@ -32,6 +32,7 @@ from pathlib import Path
 import pexpect
 import pytest
 import pytest_asyncio
+import redis.asyncio as aioredis
 from support.agents import AgentSpec, our_chat_agent, start_agents, wait_agent_ready
 from support.clients import ClientJob, run_clients
 from support.pool import ProcessPool
@@ -275,7 +276,10 @@ async def test_a_conversation_outlives_a_kill_9_of_its_agent_and_fame_chat_resum
     assert shown.returncode == 0, shown.stderr
     stored = json.loads(shown.stdout)
     assert stored["id"] == conversation
-    assert stored["history"] == history_of([*questions, "what is my name?"])
+    kept = [{"role": m["role"], "content": m["content"]} for m in stored["history"]]
+    assert kept == history_of([*questions, "what is my name?"])
+    # Each reply carries the token usage the LLM reported for its turn.
+    assert all("usage" in m for m in stored["history"] if m["role"] == "assistant")
 
 
 # -- SIGKILL in the middle of a turn ----------------------------------------------
@@ -580,6 +584,67 @@ async def test_200_conversations_over_3_replicas_lose_and_duplicate_no_turn_acro
             expected = history_of([load_question(conversation, turn) for turn in range(TURNS)])
             assert messages(state) == expected, f"{conversation} is not its {TURNS} turns in order"
             assert state is not None and state.version == TURNS
+
+
+# -- 100 conversations at once over 3 replicas: every turn answered, no lease left ----
+
+AT_ONCE = 100
+AT_ONCE_TURNS = 12
+TURN_WITHIN = 30.0
+"""Seconds a turn may take under this load (a few, on a loaded machine)."""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+async def test_100_conversations_at_once_over_3_replicas_answer_every_turn_and_leave_no_lease(
+    processes: ProcessPool, redis_binary: str
+) -> None:
+    """Turns that end while their lease is being renewed give the lease back and answer.
+
+    A turn's lease renewer used to stop only on a cancel, which redis-py now and
+    then swallows: the renewer then renewed the lease forever, the turn never
+    answered, and the conversation's next turn found it busy on another replica.
+    """
+    redis = await RedisProcess.start_new(processes, redis_binary, persistent=False)
+    llm = processes.spawn(
+        "llm", [OUR_PYTHON, "-m", "famefabric.testing.openai_server", "--port", "0"]
+    )
+    llm_url = (await llm.wait_for_line(r"^listening on (\S+)", within=20)).group(1)
+    sentinel = await processes.our_sentinel(node_id="atOnceSentinel1")
+    await start_agents(processes, sentinel, [chat_replica(llm_url, redis.url)] * 3)
+    conversations = [f"at-once-{index:03d}-{new_id()}" for index in range(AT_ONCE)]
+    slowest = 0.0
+
+    async def converse(chat: RemoteAgent, conversation: str) -> None:
+        nonlocal slowest
+        await start_conversation(chat, conversation)
+        for turn in range(AT_ONCE_TURNS):
+            question = load_question(conversation, turn)
+            started = time.monotonic()
+            reply = await chat.run_turn(conversation, question, turn_id=f"{conversation}/{turn}")
+            slowest = max(slowest, time.monotonic() - started)
+            assert reply == answer(turn, question)
+
+    async with chat_client(sentinel, call_timeout=TURN_WITHIN) as chat:
+        await asyncio.gather(*(converse(chat, conversation) for conversation in conversations))
+
+    async with redis_client(redis.url) as client:
+        leases = [key async for key in client.scan_iter(match="famefabric:chat:lease:*")]
+    assert leases == [], f"{len(leases)} leases outlived their turns (slowest turn {slowest:.1f} s)"
+    async with open_store(redis.url) as store:
+        for conversation in conversations:
+            state = await store.load(conversation)
+            assert state is not None and state.version == AT_ONCE_TURNS
+
+
+@asynccontextmanager
+async def redis_client(url: str) -> AsyncIterator[aioredis.Redis]:
+    """A plain Redis client, to look at keys the store does not show."""
+    client = aioredis.Redis.from_url(url, decode_responses=True)
+    try:
+        yield client
+    finally:
+        await client.aclose()
 
 
 # -- a Naylence client through our sentinel to two of our replicas ------------------

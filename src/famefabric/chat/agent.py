@@ -17,7 +17,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import aclosing, asynccontextmanager
+from contextlib import aclosing, asynccontextmanager, suppress
 from typing import Any
 
 from famefabric.agent import a2a
@@ -365,10 +365,16 @@ class ChatAgent(StatelessCompletion):
         except StoreUnavailable as exc:
             raise _error(str(exc), "store_unavailable") from exc
         # The renewer lives exactly as long as this block and is awaited on exit.
-        renewer = asyncio.ensure_future(self._renew(conversation_id))
+        # It stops on ``done``, not only on cancel: a store client may finish a
+        # call whose task was cancelled as if nothing happened (redis-py does,
+        # now and then), and a renewer that only cancel could stop would then
+        # renew the lease, and hold this exit, forever.
+        done = asyncio.Event()
+        renewer = asyncio.ensure_future(self._renew(conversation_id, done))
         try:
             yield
         finally:
+            done.set()
             renewer.cancel()
             await asyncio.gather(renewer, return_exceptions=True)
             try:
@@ -378,9 +384,13 @@ class ChatAgent(StatelessCompletion):
                     "could not release the lease of %s; it expires by itself", conversation_id
                 )
 
-    async def _renew(self, conversation_id: str) -> None:
+    async def _renew(self, conversation_id: str, done: asyncio.Event) -> None:
         while True:
-            await asyncio.sleep(LEASE_RENEW_EVERY)
+            with suppress(TimeoutError):
+                async with asyncio.timeout(LEASE_RENEW_EVERY):
+                    await done.wait()
+            if done.is_set():
+                return
             try:
                 await self.store.acquire_lease(conversation_id, self.replica_id, LEASE_TTL)
             except StoreUnavailable:

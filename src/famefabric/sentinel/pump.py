@@ -5,7 +5,10 @@ Three tasks per connection, all short:
 - the reader takes each message from the transport, feeds it to the
   :class:`~famefabric.sentinel.session.ChildSession` and carries out the
   actions it returns (:func:`apply`): bytes go to the destination's
-  outbound queue, which never blocks the reader;
+  outbound queue, which never blocks the reader; it lets the other
+  connections run after every :data:`FAIR_SHARE` messages, because a
+  transport hands over what it has already buffered without suspending
+  (a flooder's 256 KB read is a thousand small envelopes);
 - the writer drains this connection's outbound queue, writing everything
   queued in one go; a write that does not finish within the write deadline
   makes the connection a slow consumer; once a close is requested it writes
@@ -35,6 +38,8 @@ CLOSE_TIMEOUT = 2.0
 """Seconds a closing handshake may take before the link is dropped."""
 SLOW_CLOSE_TIMEOUT = 0.5
 """The same for a slow consumer, whose socket is full anyway."""
+FAIR_SHARE = 4
+"""Messages one connection's reader handles before yielding to the event loop."""
 
 _count_out = metrics.ENVELOPES_OUT.inc
 _bytes_out = metrics.BYTES_OUT.inc
@@ -138,7 +143,12 @@ async def _read(
     receive = transport.receive
     feed = session.receive
     clock = time.perf_counter
+    share = FAIR_SHARE
     while True:
+        share -= 1
+        if not share:
+            share = FAIR_SHARE
+            await asyncio.sleep(0)  # let the other connections' readers and writers run
         try:
             message = await receive()
         except ConnectionClosed:
