@@ -152,6 +152,13 @@ def _parser() -> argparse.ArgumentParser:
     chat_agent.add_argument(
         "--show-envelopes", action="store_true", default=None, help="print every envelope"
     )
+    chat_agent.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        metavar="PORT",
+        help="serve /metrics on PORT (FAME_METRICS_PORT; 0 picks a free port; unset: off)",
+    )
 
     gateway = commands.add_parser(
         "gateway", help="serve the OpenAI-compatible HTTP API and the web chat page"
@@ -354,6 +361,9 @@ def _chat_agent(args: argparse.Namespace) -> int:
         chat_settings = replace(chat_settings, store=args.store)
     if args.model:
         chat_settings = replace(chat_settings, model=args.model)
+    if args.metrics_port is not None:
+        # The endpoint reads its port from the environment when the agent starts serving.
+        os.environ["FAME_METRICS_PORT"] = str(args.metrics_port)
     _configure_logging(settings.log_level)
     _start_tracing("famefabric-chat-agent")
     try:

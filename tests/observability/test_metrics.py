@@ -68,10 +68,10 @@ async def test_counters_move_by_exactly_the_workload(
             "OPENAI_API_KEY": "test",
             "MODEL_NAME": "test",
             "CHAT_STORE": "memory://",
-            "FAME_METRICS_PORT": "0",
         }
     )
-    agent = processes.spawn("chat-agent", [FAME, "agent", "chat"], env=env)
+    # The flag form of FAME_METRICS_PORT (port 0: the agent reports the port it got).
+    agent = processes.spawn("chat-agent", [FAME, "agent", "chat", "--metrics-port", "0"], env=env)
     serving = await agent.wait_for_line(
         r"metrics on http://\S+:(\d+)/metrics", stream="stderr", what="the port of its /metrics"
     )
