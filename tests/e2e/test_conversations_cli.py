@@ -7,10 +7,13 @@ have left them; the command then reads them from another process. Exit codes:
 
 from __future__ import annotations
 
+import calendar
 import importlib.metadata
 import itertools
 import json
+import re
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -58,17 +61,33 @@ async def fill(url: str) -> None:
 async def test_list_shows_ids_message_counts_and_first_words_most_recently_active_first(
     store: str,
 ) -> None:
+    before = int(time.time())
     await fill(store)
+    after = int(time.time()) + 1
     listed = fame("conversations", "--store", store, "list")
     assert (listed.returncode, listed.stderr) == (0, "")
-    assert listed.stdout.splitlines() == [
+    lines = listed.stdout.splitlines()
+    activity = [re.search(r"  (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) UTC  ", line) for line in lines]
+    assert all(activity), lines
+    # The last activity is the store's clock at the last change, shown in UTC.
+    for match in activity:
+        assert match is not None
+        stamp = calendar.timegm(time.strptime(match.group(1), "%Y-%m-%d %H:%M:%S"))
+        assert before <= stamp <= after, (match.group(1), before, after)
+    shown = [
+        line.replace(f"{m.group(1)} UTC  ", "")
+        for line, m in zip(lines, activity, strict=True)
+        if m
+    ]
+    assert shown == [
         'older    2 messages  "hi"',
         "newer    0 messages  (no messages yet)",
     ]
 
     # --store may follow the action too.
     limited = fame("conversations", "list", "--limit", "1", "--store", store)
-    assert (limited.returncode, limited.stdout) == (0, 'older    2 messages  "hi"\n')
+    assert limited.returncode == 0
+    assert re.fullmatch(r'older  \S+ \S+ UTC    2 messages  "hi"\n', limited.stdout)
 
 
 def test_list_of_an_empty_store_says_so_and_succeeds(store: str) -> None:

@@ -96,6 +96,9 @@ class ConversationState:
     max_history_length: int = DEFAULT_MAX_HISTORY_LENGTH
     history: tuple[ChatMessage, ...] = field(default_factory=tuple)
     version: int = 0
+    # When the conversation was last active (the store's clock, Unix seconds), set by
+    # a store's load; not part of equality (two loads of one state compare equal).
+    updated_at: float | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if not self.conversation_id:

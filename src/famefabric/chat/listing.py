@@ -1,10 +1,13 @@
 """``fame conversations list``: one line per stored conversation, newest first.
 
-Each line holds the id, the number of stored messages and the first words of
-the first user message, so a conversation can be recognised without ``show``.
+Each line holds the id, when the conversation was last active (UTC, to the
+second), the number of stored messages and the first words of the first user
+message, so a conversation can be recognised without ``show``.
 """
 
 from __future__ import annotations
+
+import time
 
 from famefabric.chat.conversation import ConversationState
 from famefabric.chat.store import ConversationStore
@@ -21,7 +24,14 @@ def describe(state: ConversationState) -> str:
     count = len(state.history)
     noun = "message" if count == 1 else "messages"
     preview = f'"{words}"' if words else "(no messages yet)"
-    return f"{state.conversation_id}  {count:>3} {noun:<8}  {preview}"
+    return f"{state.conversation_id}  {last_active(state)}  {count:>3} {noun:<8}  {preview}"
+
+
+def last_active(state: ConversationState) -> str:
+    """When ``state`` was last active, e.g. ``2026-12-06 20:45:03 UTC`` (``-`` if unknown)."""
+    if state.updated_at is None:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(state.updated_at))
 
 
 async def list_conversations(store: ConversationStore, *, limit: int = 100) -> list[str]:

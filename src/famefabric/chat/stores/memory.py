@@ -105,7 +105,7 @@ class MemoryConversationStore:
     async def load(self, conversation_id: str) -> ConversationState | None:
         """Return the stored state, or ``None`` when there is none."""
         entry = self._live(conversation_id, self._clock())
-        return None if entry is None else entry.state
+        return None if entry is None else replace(entry.state, updated_at=entry.updated_at)
 
     async def commit_turn(
         self,

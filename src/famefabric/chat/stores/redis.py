@@ -216,8 +216,10 @@ class RedisConversationStore:
             )
         if reply is None:
             return None
-        system_prompt, max_history_length, version, *messages = reply
-        return decode_state(conversation_id, system_prompt, max_history_length, version, messages)
+        updated_at, system_prompt, max_history_length, version, *messages = reply
+        return decode_state(
+            conversation_id, system_prompt, max_history_length, version, messages, updated_at
+        )
 
     async def commit_turn(
         self,

@@ -53,7 +53,7 @@ LOAD = (
 local fields = redis.call('HMGET', KEYS[1], 'updated_at', 'system_prompt',
     'max_history_length', 'version')
 if not is_live(fields[1]) then return false end
-local result = {fields[2], fields[3], fields[4]}
+local result = {fields[1], fields[2], fields[3], fields[4]}
 for _, message in ipairs(redis.call('LRANGE', KEYS[2], 0, -1)) do
     table.insert(result, message)
 end
@@ -166,6 +166,7 @@ def decode_state(
     max_history_length: str | int,
     version: str | int,
     messages: Sequence[str],
+    updated_at: str | float | None = None,
 ) -> ConversationState:
     """Build the state a script returned: its fields and the encoded messages."""
     return ConversationState(
@@ -174,4 +175,5 @@ def decode_state(
         int(max_history_length),
         tuple(ChatMessage.from_record(json.loads(message)) for message in messages),
         int(version),
+        None if updated_at is None else float(updated_at),
     )

@@ -237,16 +237,16 @@ class SQLiteConversationStore:
         now = self._clock()
         async with self._transaction(write=False) as db:
             rows = await db.execute_fetchall(
-                "SELECT system_prompt, max_history_length, version FROM conversations "
-                "WHERE id = ? AND updated_at >= ?",
+                "SELECT system_prompt, max_history_length, version, updated_at "
+                "FROM conversations WHERE id = ? AND updated_at >= ?",
                 (conversation_id, self._cutoff(now)),
             )
             if not rows:
                 return None
-            ((system_prompt, max_history_length, version),) = rows
+            ((system_prompt, max_history_length, version, updated_at),) = rows
             history = await load_history(db, conversation_id)
         return ConversationState(
-            conversation_id, system_prompt, max_history_length, history, version
+            conversation_id, system_prompt, max_history_length, history, version, updated_at
         )
 
     async def commit_turn(
