@@ -5,15 +5,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import replace
 
 import pytest
+from support.in_process import fabric_settings, serving
 
-from famefabric import Agent, FameFabric, RemoteError, Sentinel
+from famefabric import Agent, RemoteError, Sentinel
 from famefabric.chat import ChatAgent
 from famefabric.chat.openai_model import OpenAIChatModel
 from famefabric.chat.stores import MemoryConversationStore
-from famefabric.settings import FabricSettings
 from famefabric.testing import Delay, Echo, Fail, OpenAIStubServer, Reply, StreamFailAfter
 
 pytestmark = pytest.mark.timeout(60)
@@ -37,15 +36,8 @@ async def chat(sentinel: Sentinel, llm: OpenAIStubServer) -> AsyncIterator[ChatA
         model="test-model", api_key="test", base_url=llm.url, timeout=1.0, max_retries=0
     )
     agent = ChatAgent(model=model, store=MemoryConversationStore(), max_message_chars=1000)
-    settings = replace(
-        FabricSettings(),
-        admission_url=f"ws://127.0.0.1:{sentinel.port}/fame/v1/attach/ws/downstream",
-        call_timeout=10.0,
-    )
-    async with FameFabric.create(settings=settings) as fabric:
-        await fabric.serve(agent, "chat@fame.fabric")
-        async with FameFabric.create(settings=settings):
-            yield agent
+    async with serving(agent, "chat@fame.fabric", fabric_settings(sentinel.port)):
+        yield agent
     await model.aclose()
 
 

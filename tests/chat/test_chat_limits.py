@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import replace
 from typing import Any
 
 import pytest
+from support.in_process import fabric_settings, serving
 
-from famefabric import Agent, FameFabric, RemoteError, Sentinel
+from famefabric import Agent, RemoteError, Sentinel
 from famefabric.chat import ChatAgent
 from famefabric.chat.limits import ChatInputError, ChatInputLimits, conversation_id
 from famefabric.chat.openai_model import OpenAIChatModel
 from famefabric.chat.stores import MemoryConversationStore
 from famefabric.errors import ConfigurationError
-from famefabric.settings import FabricSettings
 from famefabric.testing import OpenAIStubServer
 
 pytestmark = pytest.mark.timeout(60)
@@ -100,15 +99,8 @@ async def chat(llm: OpenAIStubServer) -> AsyncIterator[ChatAgent]:
     )
     agent = ChatAgent(model=model, store=MemoryConversationStore(), input_limits=LIMITS)
     async with Sentinel(host="127.0.0.1", port=0, system_id="chatlimits0001") as sentinel:
-        settings = replace(
-            FabricSettings(),
-            admission_url=f"ws://127.0.0.1:{sentinel.port}/fame/v1/attach/ws/downstream",
-            call_timeout=10.0,
-        )
-        async with FameFabric.create(settings=settings) as fabric:
-            await fabric.serve(agent, "chat@fame.fabric")
-            async with FameFabric.create(settings=settings):
-                yield agent
+        async with serving(agent, "chat@fame.fabric", fabric_settings(sentinel.port)):
+            yield agent
     await model.aclose()
 
 

@@ -14,16 +14,16 @@ import json
 import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from support.in_process import fabric_settings, serving
 from test_store import Backend, FakeClock, backend, clock, conversation, store
 
-from famefabric import Agent, FameFabric, Sentinel
+from famefabric import Agent, Sentinel
 from famefabric.chat import ChatAgent
 from famefabric.chat.conversation import ChatMessage
 from famefabric.chat.openai_model import OpenAIChatModel
@@ -31,7 +31,6 @@ from famefabric.chat.store import ConversationStore
 from famefabric.chat.stores import MemoryConversationStore, SQLiteConversationStore
 from famefabric.chat.stores.redis import RedisConversationStore
 from famefabric.chat.usage import TokenUsage, describe, total
-from famefabric.settings import FabricSettings
 from famefabric.testing import OpenAIStubServer, Reply
 
 pytestmark = pytest.mark.timeout(60)
@@ -214,15 +213,8 @@ async def chat(llm: OpenAIStubServer, tmp_path: Path) -> AsyncIterator[ChatAgent
     )
     agent = ChatAgent(model=model, store=MemoryConversationStore())
     async with Sentinel(host="127.0.0.1", port=0, system_id="usageSentinel001") as sentinel:
-        settings = replace(
-            FabricSettings(),
-            admission_url=f"ws://127.0.0.1:{sentinel.port}/fame/v1/attach/ws/downstream",
-            call_timeout=10.0,
-        )
-        async with FameFabric.create(settings=settings) as fabric:
-            await fabric.serve(agent, "chat@fame.fabric")
-            async with FameFabric.create(settings=settings):
-                yield agent
+        async with serving(agent, "chat@fame.fabric", fabric_settings(sentinel.port)):
+            yield agent
     await model.aclose()
 
 
