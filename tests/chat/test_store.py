@@ -549,3 +549,26 @@ async def test_a_cancelled_call_leaves_the_store_usable(store: ConversationStore
     )
     loaded = await store.load("c1")
     assert loaded is not None and loaded.version == 1
+
+
+async def test_a_cancelled_aclose_of_the_sqlite_store_still_closes_it(tmp_path: Path) -> None:
+    """Cancelled once or twice at any point, aclose closes the connection and its thread."""
+    for yields in range(1, 9):  # a task cancelled before it first runs never calls aclose
+        store = SQLiteConversationStore(tmp_path / f"close-{yields}.db")
+        await store.create(conversation("c1"))
+        async with store._lock:  # aclose must wait for the lock: cancel it there or later
+            closing = asyncio.ensure_future(store.aclose())
+            for _ in range(yields):
+                await asyncio.sleep(0)
+            closing.cancel()
+        for _ in range(yields):
+            await asyncio.sleep(0)
+        closing.cancel()  # a second cancel must not cut the close short either
+        outcome = await asyncio.gather(closing, return_exceptions=True)
+        assert isinstance(outcome[0], asyncio.CancelledError | type(None)), outcome
+        assert store._db is None
+        # The worker thread ends right after answering the close: wait for that, bounded.
+        workers = [t for t in threading.enumerate() if "_connection_worker_thread" in t.name]
+        for worker in workers:
+            await asyncio.to_thread(worker.join, 5.0)
+        assert not [worker for worker in workers if worker.is_alive()]

@@ -27,6 +27,7 @@ of the process; only a power loss may drop the last turns.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -62,11 +63,21 @@ async def _to_the_end(statement: Awaitable[object]) -> None:
     task; awaiting it to its end keeps :attr:`in_transaction` true to the
     connection's state. A cancel is raised again once it has finished.
     """
-    task = asyncio.ensure_future(statement)
+    await _finish(asyncio.ensure_future(statement))
+
+
+async def _finish(task: asyncio.Future[object]) -> None:
+    """Await ``task`` to its end; cancels of the caller meanwhile are raised after it.
+
+    A second cancel while waiting does not cut the wait short either (``gather``
+    would cancel the task itself): the work already runs in aiosqlite's thread.
+    """
     try:
         await asyncio.shield(task)
     except asyncio.CancelledError:
-        await asyncio.gather(task, return_exceptions=True)
+        while not task.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(task)
         raise
 
 
@@ -433,7 +444,15 @@ class SQLiteConversationStore:
             )
 
     async def aclose(self) -> None:
-        """Close the connection, if open. Calling it again does nothing."""
+        """Close the connection, if open. Calling it again does nothing.
+
+        The close runs to its end even when the caller is cancelled meanwhile (the
+        cancel is raised after it), so no connection or worker thread is left behind
+        to report to a closed event loop.
+        """
+        await _finish(asyncio.ensure_future(self._close()))
+
+    async def _close(self) -> None:
         async with self._lock:
             db, self._db = self._db, None
             if db is not None:
