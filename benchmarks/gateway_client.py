@@ -11,6 +11,9 @@ until the gateway answers a streamed turn and prints ``READY``. Commands (see
   same path without HTTP and the gateway) and ``direct`` (a streamed Chat
   Completions request to the stub with the same SDK); the time to the first
   text delta, and to the end;
+* ``create`` (``count``): ``conversations.create`` alternating between a bare
+  one and one at the bounds' top (16 metadata pairs of 64/512 characters and 20
+  initial items of 500 characters), each deleted after; the time of each kind;
 * ``streams`` (``count``, ``model``): that many streamed responses opened at
   once through the gateway and held until each ends; how many completed whole,
   how many failed, and the most the gateway reported open at one time.
@@ -175,7 +178,26 @@ def handlers(
             "secs": secs,
         }
 
-    return {"ttft": ttft, "streams": streams}
+    async def create(command: dict[str, Any]) -> dict[str, Any]:
+        pairs = {f"{i:02d}".ljust(64, "k"): "v" * 512 for i in range(16)}
+        roles = ("user", "assistant")
+        items: Any = [
+            {"type": "message", "role": roles[i % 2], "content": f"{i} " + "x" * 498}
+            for i in range(20)
+        ]
+        times: dict[str, list[float]] = {"bare": [], "seeded": []}
+        for index in range(int(command["count"])):
+            for kind in ("bare", "seeded") if index % 2 else ("seeded", "bare"):
+                start = time.perf_counter()
+                if kind == "bare":
+                    made = await gateway.conversations.create()
+                else:
+                    made = await gateway.conversations.create(metadata=pairs, items=items)
+                times[kind].append(time.perf_counter() - start)
+                await gateway.conversations.delete(made.id)
+        return {kind: driver.summarize(values) for kind, values in times.items()}
+
+    return {"ttft": ttft, "create": create, "streams": streams}
 
 
 @asynccontextmanager

@@ -189,6 +189,19 @@ def gateway_figures(gateway: dict[str, Any]) -> list[Figure]:
                 "diff",
             )
         )
+    create = gateway.get("create")
+    if isinstance(create, dict) and _get(["seeded", "p50_ms"], create) is not None:
+        out.append(
+            Figure(
+                "gateway.create_seeded",
+                "conversations.create p50 — 16 metadata pairs + 20 items vs a bare create",
+                "ms",
+                [float(create["seeded"]["p50_ms"])],
+                "bare",
+                [float(create["bare"]["p50_ms"])],
+                "ratio",
+            )
+        )
     streams = gateway.get("streams")
     if isinstance(streams, dict) and streams.get("count"):
         out.append(
