@@ -1,4 +1,5 @@
-"""The HTTP gateway: time to first token through its SSE stream, and 100 streams at once.
+"""The HTTP gateway: time to first token through its SSE stream, the cost of a seeded
+conversation create (metadata + initial items), and 100 streams at once.
 
 Processes: two OpenAI stub servers (one answering at once, one writing a
 token every 20 ms so that streams overlap), ``fame sentinel``, two chat agents
@@ -89,6 +90,8 @@ async def run(bench: Bench) -> None:
         results.setdefault("ttft", []).append(
             await client.request("ttft", timeout, duration=cfg.chat_duration)
         )
+    bench.say("gateway: conversations created bare and with metadata + 20 items")
+    results["create"] = await client.request("create", timeout, count=20 if cfg.quick else 100)
     bench.say(f"gateway: {STREAMS} concurrent streams")
     results["streams"] = await client.request("streams", 120.0, count=STREAMS, model=SLOW_ADDRESS)
     await sup.stop_all()

@@ -11,6 +11,11 @@ until the gateway answers a streamed turn and prints ``READY``. Commands (see
   same path without HTTP and the gateway) and ``direct`` (a streamed Chat
   Completions request to the stub with the same SDK); the time to the first
   text delta, and to the end;
+* ``create`` (``count``): ``conversations.create`` alternating between a bare
+  one and one at the bounds' top (16 metadata pairs of 64/512 characters and 20
+  initial items of 500 characters), each deleted after; the time of each kind,
+  through the SDK and as plain JSON POSTs (urllib in a thread): the SDK's own transform of
+  the parameters costs milliseconds of its own for 20 items;
 * ``streams`` (``count``, ``model``): that many streamed responses opened at
   once through the gateway and held until each ends; how many completed whole,
   how many failed, and the most the gateway reported open at one time.
@@ -175,7 +180,39 @@ def handlers(
             "secs": secs,
         }
 
-    return {"ttft": ttft, "streams": streams}
+    async def create(command: dict[str, Any]) -> dict[str, Any]:
+        pairs = {f"{i:02d}".ljust(64, "k"): "v" * 512 for i in range(16)}
+        roles = ("user", "assistant")
+        items: Any = [
+            {"type": "message", "role": roles[i % 2], "content": f"{i} " + "x" * 498}
+            for i in range(20)
+        ]
+        kinds = ("bare", "seeded", "bare_http", "seeded_http")
+        times: dict[str, list[float]] = {kind: [] for kind in kinds}
+        url = f"{gateway.base_url}conversations"
+
+        def post(body: dict[str, Any]) -> str:
+            request = urllib.request.Request(
+                url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+            )
+            with urllib.request.urlopen(request, timeout=60.0) as answer:
+                return str(json.loads(answer.read())["id"])
+
+        for index in range(int(command["count"])):
+            for kind in kinds if index % 2 else tuple(reversed(kinds)):
+                start = time.perf_counter()
+                if kind == "bare":
+                    made = (await gateway.conversations.create()).id
+                elif kind == "seeded":
+                    made = (await gateway.conversations.create(metadata=pairs, items=items)).id
+                else:
+                    body = {"metadata": pairs, "items": items} if kind == "seeded_http" else {}
+                    made = await asyncio.to_thread(post, body)
+                times[kind].append(time.perf_counter() - start)
+                await gateway.conversations.delete(made)
+        return {kind: driver.summarize(values) for kind, values in times.items()}
+
+    return {"ttft": ttft, "create": create, "streams": streams}
 
 
 @asynccontextmanager

@@ -189,6 +189,32 @@ def gateway_figures(gateway: dict[str, Any]) -> list[Figure]:
                 "diff",
             )
         )
+    create = gateway.get("create")
+    if isinstance(create, dict) and _get(["seeded", "p50_ms"], create) is not None:
+        out.append(
+            Figure(
+                "gateway.create_seeded",
+                "conversations.create p50 — 16 metadata pairs + 20 items vs a bare create",
+                "ms",
+                [float(create["seeded"]["p50_ms"])],
+                "bare",
+                [float(create["bare"]["p50_ms"])],
+                "ratio",
+                note="includes the openai SDK's own transform of the parameters",
+            )
+        )
+    if isinstance(create, dict) and _get(["seeded_http", "p50_ms"], create) is not None:
+        out.append(
+            Figure(
+                "gateway.create_seeded_http",
+                "POST /v1/conversations p50 (plain JSON) — 16 metadata pairs + 20 items vs bare",
+                "ms",
+                [float(create["seeded_http"]["p50_ms"])],
+                "bare",
+                [float(create["bare_http"]["p50_ms"])],
+                "ratio",
+            )
+        )
     streams = gateway.get("streams")
     if isinstance(streams, dict) and streams.get("count"):
         out.append(

@@ -233,3 +233,40 @@ async def test_a_stream_failing_midway_reports_the_error_and_keeps_history(
     assert len(pieces) == 2
     assert info.value.data is not None
     assert await history("f") == []
+
+
+async def test_metadata_and_a_seeded_history_start_the_conversation(
+    chat: ChatAgent, llm: OpenAIStubServer
+) -> None:
+    seeded = [{"role": "user", "content": "I like tea."}, {"role": "assistant", "content": "Tea."}]
+    await proxy().start_task(
+        id="m", payload={"system_prompt": "be brief", "metadata": {"k": "v"}, "history": seeded}
+    )
+    state = await proxy().get_conversation("m")
+    assert state["metadata"] == {"k": "v"} and state["history"] == seeded
+    await proxy().run_turn("m", "and now?")
+    assert llm.requests[-1].messages == [
+        {"role": "system", "content": "be brief"},
+        *seeded,
+        {"role": "user", "content": "and now?"},
+    ]
+    await start("plain")
+    assert "metadata" not in await proxy().get_conversation("plain")
+
+
+@pytest.mark.parametrize(
+    ("payload", "said"),
+    [
+        ({"metadata": {f"k{i}": "v" for i in range(17)}}, "17 pairs, over the limit of 16"),
+        ({"metadata": {"k": 1}}, "is int, not a string"),
+        ({"history": [{"role": "system", "content": "x"}]}, "history\\[0\\] has role 'system'"),
+        ({"history": [{"role": "user", "content": "x" * 1001}]}, "over the limit of 1000"),
+    ],
+)
+async def test_start_task_refuses_bad_metadata_or_history_and_stores_nothing(
+    chat: ChatAgent, payload: dict[str, object], said: str
+) -> None:
+    with pytest.raises(RemoteError, match=said):
+        await proxy().start_task(id="bad", payload=payload)
+    with pytest.raises(RemoteError, match="no conversation 'bad'"):
+        await proxy().get_conversation("bad")

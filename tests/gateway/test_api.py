@@ -333,3 +333,75 @@ async def test_too_many_streams_is_429(stack: Stack, module_processes: ProcessPo
                         pass
             assert info.value.code == "too_many_streams"
     stack.llm.token_delay = 0.0
+
+
+async def test_metadata_and_initial_items_seed_the_conversation(
+    stack: Stack, client: openai.AsyncOpenAI
+) -> None:
+    pairs = {"topic": "trips ✈", "owner": "team-a"}
+    conversation = await client.conversations.create(
+        metadata=pairs,
+        items=[
+            {"type": "message", "role": "system", "content": "You plan trips."},
+            {"type": "message", "role": "user", "content": "I like trains."},
+            {"type": "message", "role": "assistant", "content": "Noted: trains."},
+        ],
+    )
+    assert conversation.metadata == pairs
+    assert (await client.conversations.retrieve(conversation.id)).metadata == pairs
+    items = await client.conversations.items.list(conversation.id)
+    seeded = [(item.role, item.content[0].text) for item in items.data]  # type: ignore[union-attr]
+    assert seeded == [("user", "I like trains."), ("assistant", "Noted: trains.")]
+
+    await client.responses.create(input="Where to?", conversation=conversation.id)
+    assert stack.llm.requests[-1].messages == [
+        {"role": "system", "content": "You plan trips."},
+        {"role": "user", "content": "I like trains."},
+        {"role": "assistant", "content": "Noted: trains."},
+        {"role": "user", "content": "Where to?"},
+    ]
+    listed = await get_json(f"{stack.url}/v1/conversations")
+    mine = [c for c in listed["data"] if c["id"] == conversation.id]
+    assert mine[0]["metadata"] == pairs and mine[0]["items_count"] == 4
+    plain = await client.conversations.create()
+    assert plain.metadata is None
+    assert (await client.conversations.retrieve(plain.id)).metadata is None
+
+
+@pytest.mark.parametrize(
+    ("body", "said"),
+    [
+        ({"metadata": {f"k{i}": "v" for i in range(17)}}, "17 pairs, over the limit of 16"),
+        ({"metadata": {"k" * 65: "v"}}, "is not 1 to 64 characters"),
+        ({"metadata": {"k": "v" * 513}}, "over the limit of 512"),
+        ({"metadata": {"k": 7}}, "is int, not a string"),
+        ({"metadata": {"k": ["v"]}}, "is list, not a string"),
+        ({"metadata": "k=v"}, "got str"),
+        ({"items": [{"type": "message", "role": "user", "content": "x"}] * 21}, "items"),
+        ({"items": [{"type": "message", "role": "user", "content": "x" * 32_001}]}, "32000"),
+        ({"items": [{"type": "message", "role": "tool", "content": "x"}]}, "items"),
+    ],
+)
+async def test_hostile_metadata_and_items_are_400_with_the_openai_error_shape(
+    stack: Stack, body: dict[str, Any], said: str
+) -> None:
+    requests_before = len(stack.llm.requests)
+    request = urllib.request.Request(
+        f"{stack.url}/v1/conversations",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with pytest.raises(urllib.error.HTTPError) as info:
+        await asyncio.to_thread(urllib.request.urlopen, request, timeout=WAIT)
+    assert info.value.code == 400
+    error = json.loads(info.value.read())["error"]
+    assert error["type"] == "invalid_request_error"
+    assert said in error["message"]
+    assert len(stack.llm.requests) == requests_before
+
+
+async def test_the_sdk_sees_a_400_for_too_many_metadata_pairs(client: openai.AsyncOpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        await client.conversations.create(metadata={f"k{i}": "v" for i in range(17)})
+    assert info.value.param == "metadata"
+    assert "up to 16 pairs" in info.value.message

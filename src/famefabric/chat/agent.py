@@ -32,6 +32,7 @@ from famefabric.chat.conversation import (
     conversation_to_json,
 )
 from famefabric.chat.limits import ChatInputError, ChatInputLimits, conversation_id
+from famefabric.chat.metadata import metadata, seeded_history
 from famefabric.chat.model import ChatModel
 from famefabric.chat.ownership import Scope
 from famefabric.chat.store import (
@@ -150,15 +151,17 @@ class ChatAgent(StatelessCompletion):
     async def start_task(self, params: a2a.TaskSendParams) -> a2a.Task:
         """Start a conversation whose id is the task id.
 
-        The first DataPart may carry ``system_prompt`` and
-        ``max_history_length``; the latter may also come from the A2A
-        ``historyLength``, and the payload wins.
+        The first DataPart may carry ``system_prompt``, ``max_history_length``,
+        ``metadata`` and a seeded ``history`` (chat/metadata.py); the window may
+        also come from the A2A ``historyLength``, and the payload wins.
         """
         _checked_id(params.id)
         data = a2a.first_data_part(params.message) or {}
         limits = self.input_limits
         try:
             system_prompt = limits.system_prompt(data.get("system_prompt", ""))
+            pairs = metadata(data.get("metadata"))
+            seeded = seeded_history(data.get("history"), self.max_message_chars)
             if "max_history_length" in data:
                 length = limits.history_length(data["max_history_length"])
             elif params.history_length is not None:
@@ -175,7 +178,11 @@ class ChatAgent(StatelessCompletion):
                 "a conversation id may not contain U+001F", "invalid_params", jsonrpc.INVALID_PARAMS
             )
         state = ConversationState(
-            conversation_id=key, system_prompt=system_prompt, max_history_length=length
+            conversation_id=key,
+            system_prompt=system_prompt,
+            max_history_length=length,
+            history=seeded,
+            metadata=pairs,
         )
         try:
             await self.store.create(state)

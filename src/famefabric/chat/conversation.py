@@ -99,6 +99,8 @@ class ConversationState:
     # When the conversation was last active (the store's clock, Unix seconds), set by
     # a store's load; not part of equality (two loads of one state compare equal).
     updated_at: float | None = field(default=None, compare=False)
+    # The caller's key/value pairs (chat/metadata.py bounds them); ``None`` when none.
+    metadata: dict[str, str] | None = None
 
     def __post_init__(self) -> None:
         if not self.conversation_id:
@@ -147,7 +149,8 @@ def conversation_to_json(state: ConversationState) -> dict[str, Any]:
     """Return a conversation as JSON, for ``get_conversation`` and the CLI.
 
     Replies carry their turn's token ``usage`` when the LLM reported it, and
-    ``usage`` is the sum over the kept turns that have one (absent when none has).
+    ``usage`` is the sum over the kept turns that have one (absent when none has);
+    ``metadata`` is there when the conversation has some.
     """
     shown: dict[str, Any] = {
         "id": state.conversation_id,
@@ -156,6 +159,8 @@ def conversation_to_json(state: ConversationState) -> dict[str, Any]:
         "version": state.version,
         "history": [message.to_record() for message in state.history],
     }
+    if state.metadata is not None:
+        shown["metadata"] = dict(state.metadata)
     if any(message.usage is not None for message in state.history):
         shown["usage"] = total(message.usage for message in state.history).to_json()
     return shown

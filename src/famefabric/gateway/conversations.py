@@ -57,6 +57,12 @@ def _first_index(state: dict[str, Any], history: list[dict[str, str]]) -> int:
     return max(0, 2 * turns - len(history))
 
 
+def metadata_of(state: dict[str, Any]) -> dict[str, str] | None:
+    """The conversation's metadata as the chat agent stored it (``None`` when none)."""
+    pairs = state.get("metadata")
+    return {str(k): str(v) for k, v in pairs.items()} if isinstance(pairs, dict) else None
+
+
 def title_of(history: list[dict[str, str]]) -> str:
     """A title: the start of the first user message."""
     for message in history:
@@ -68,31 +74,35 @@ def title_of(history: list[dict[str, str]]) -> str:
 
 @router.post("", summary="Create a conversation")
 async def create_conversation(request: Request, body: ConversationCreate) -> dict[str, Any]:
-    """Start a conversation with the chat agent.
+    """Start a conversation with the chat agent, with optional metadata and initial items.
 
-    ``items`` may hold one ``system`` (or ``developer``) message, the system prompt.
-    ``metadata`` is not stored by the chat agent: a non-empty one is refused.
+    ``items`` may hold one ``system`` (or ``developer``) message, the system prompt, and
+    ``user``/``assistant`` messages that start the history, in order. The chat agent
+    stores ``metadata`` and checks the items against its bounds.
     """
     gateway = gateway_of(request)
     user = await gateway.user(request)
-    if body.metadata:
-        raise invalid(
-            "metadata is not stored by the chat agent: send the conversation without it",
-            param="metadata",
-        )
     payload: dict[str, Any] = {}
+    history: list[dict[str, str]] = []
     for index, item in enumerate(body.items or []):
-        if item.chat_role() != "system" or "system_prompt" in payload:
+        role = item.chat_role()
+        if role != "system":
+            history.append({"role": role, "content": item.text()})
+            continue
+        if "system_prompt" in payload:
             raise invalid(
-                "initial items may hold one system (or developer) message, the system prompt; "
-                "send the user's messages with POST /v1/responses",
+                "initial items may hold one system (or developer) message, the system prompt",
                 param=f"items[{index}]",
             )
         payload["system_prompt"] = item.text()
+    if history:
+        payload["history"] = history
+    if body.metadata:
+        payload["metadata"] = body.metadata
     conversation_id = new_conversation_id()
     async with gateway.upstream(user, gateway.settings.default_model) as upstream:
         await upstream.start_conversation(conversation_id, payload)
-    return conversation_object(conversation_id)
+    return conversation_object(conversation_id, metadata=body.metadata or None)
 
 
 @router.get("", summary="List your conversations (extension)")
@@ -119,7 +129,10 @@ async def list_conversations(
                 raise
             history = _history(state)
             return conversation_object(
-                conversation_id, title=title_of(history), items_count=len(history)
+                conversation_id,
+                title=title_of(history),
+                items_count=len(history),
+                metadata=metadata_of(state),
             )
 
         found = await asyncio.gather(*(describe(str(i)) for i in ids))
@@ -135,7 +148,9 @@ async def get_conversation(request: Request, conversation_id: ConversationId) ->
     async with gateway.upstream(user, gateway.settings.default_model) as upstream:
         state = await load(upstream, conversation_id)
     history = _history(state)
-    return conversation_object(conversation_id, title=title_of(history))
+    return conversation_object(
+        conversation_id, title=title_of(history), metadata=metadata_of(state)
+    )
 
 
 @router.delete("/{conversation_id}", summary="Delete a conversation")

@@ -9,8 +9,10 @@ from __future__ import annotations
 import time
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from famefabric.chat.metadata import MAX_SEEDED_MESSAGES
+from famefabric.chat.metadata import metadata as checked_metadata
 from famefabric.gateway.errors import invalid
 from famefabric.protocol.ids import ALPHABET, base62, new_id
 
@@ -46,11 +48,21 @@ class MessageItem(BaseModel):
 
 
 class ConversationCreate(BaseModel):
-    """``POST /v1/conversations``."""
+    """``POST /v1/conversations``: metadata and initial items within the chat agent's bounds.
+
+    ``metadata``: up to 16 pairs, keys 1-64 characters, values strings of at most 512
+    (checked before pydantic's own types, so the message names the rule);
+    ``items``: up to 20 messages.
+    """
 
     model_config = ConfigDict(extra="ignore")
     metadata: dict[str, str] | None = None
-    items: list[MessageItem] | None = Field(default=None, max_length=MAX_ITEMS)
+    items: list[MessageItem] | None = Field(default=None, max_length=MAX_SEEDED_MESSAGES)
+
+    @field_validator("metadata", mode="before")
+    @classmethod
+    def _bounded_metadata(cls, value: object) -> dict[str, str] | None:
+        return checked_metadata(value)
 
 
 class ConversationRef(BaseModel):

@@ -6,7 +6,8 @@ and reloads Lua scripts the restarted server no longer knows.
 
 Theory of operation. A conversation is four keys under the store's prefix:
 
-- ``conversation:<id>``, a hash: system_prompt, max_history_length, version
+- ``conversation:<id>``, a hash: system_prompt, max_history_length, version,
+  metadata (JSON, empty when none; absent in hashes written before it)
   and updated_at (the store's clock, in seconds);
 - ``messages:<id>``, a list of messages, each one the JSON of
   :meth:`ChatMessage.to_record` (a reply with its turn's token usage), oldest
@@ -54,6 +55,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from famefabric.chat.conversation import ConversationState, trim, turn_messages
+from famefabric.chat.metadata import encode_metadata
 from famefabric.chat.stores._contract import (
     KEPT_TURN_IDS,
     ConversationExists,
@@ -197,6 +199,7 @@ class RedisConversationStore:
                     state.system_prompt,
                     state.max_history_length,
                     state.version,
+                    encode_metadata(state.metadata) or "",
                     *map(encode, history),
                 ],
             )
@@ -216,9 +219,9 @@ class RedisConversationStore:
             )
         if reply is None:
             return None
-        updated_at, system_prompt, max_history_length, version, *messages = reply
+        updated_at, system_prompt, max_history_length, version, pairs, *messages = reply
         return decode_state(
-            conversation_id, system_prompt, max_history_length, version, messages, updated_at
+            conversation_id, system_prompt, max_history_length, version, messages, updated_at, pairs
         )
 
     async def commit_turn(
@@ -261,8 +264,10 @@ class RedisConversationStore:
             raise ConversationNotFound(conversation_id)
         if result[0] == "conflict":
             raise VersionConflict(conversation_id, expected_version, int(result[1]))
-        _, version, system_prompt, max_history_length, *messages = result
-        return decode_state(conversation_id, system_prompt, max_history_length, version, messages)
+        _, version, system_prompt, max_history_length, pairs, *messages = result
+        return decode_state(
+            conversation_id, system_prompt, max_history_length, version, messages, metadata=pairs
+        )
 
     async def find_turn(self, conversation_id: str, turn_id: str) -> str | None:
         """Return the reply committed under ``turn_id``, or ``None`` if not remembered.

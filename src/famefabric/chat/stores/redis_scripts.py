@@ -13,6 +13,7 @@ import json
 from collections.abc import Sequence
 
 from famefabric.chat.conversation import ChatMessage, ConversationState
+from famefabric.chat.metadata import decode_metadata
 
 # Scripts share one calling convention. KEYS: conversation, messages, turns,
 # turn order, activity. ARGV[1] is the conversation id, ARGV[2] the cutoff: a
@@ -31,15 +32,15 @@ end
 """
 
 # ARGV[3] now, ARGV[4] ttl, ARGV[5] system prompt, ARGV[6] max_history_length,
-# ARGV[7] version, ARGV[8..] messages.
+# ARGV[7] version, ARGV[8] metadata JSON ('' for none), ARGV[9..] messages.
 CREATE = (
     IS_LIVE
     + """
 if is_live(redis.call('HGET', KEYS[1], 'updated_at')) then return 0 end
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
 redis.call('HSET', KEYS[1], 'system_prompt', ARGV[5], 'max_history_length', ARGV[6],
-    'version', ARGV[7], 'updated_at', ARGV[3])
-if #ARGV > 7 then redis.call('RPUSH', KEYS[2], unpack(ARGV, 8)) end
+    'version', ARGV[7], 'updated_at', ARGV[3], 'metadata', ARGV[8])
+if #ARGV > 8 then redis.call('RPUSH', KEYS[2], unpack(ARGV, 9)) end
 if ARGV[2] ~= '' then redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', '(' .. ARGV[2]) end
 redis.call('ZADD', KEYS[5], ARGV[3], ARGV[1])
 refresh_ttl(ARGV[4])
@@ -51,9 +52,9 @@ LOAD = (
     IS_LIVE
     + """
 local fields = redis.call('HMGET', KEYS[1], 'updated_at', 'system_prompt',
-    'max_history_length', 'version')
+    'max_history_length', 'version', 'metadata')
 if not is_live(fields[1]) then return false end
-local result = {fields[1], fields[2], fields[3], fields[4]}
+local result = {fields[1], fields[2], fields[3], fields[4], fields[5] or ''}
 for _, message in ipairs(redis.call('LRANGE', KEYS[2], 0, -1)) do
     table.insert(result, message)
 end
@@ -64,12 +65,12 @@ return result
 # ARGV[3] now, ARGV[4] ttl, ARGV[5] expected version, ARGV[6] turn id ('' for
 # none), ARGV[7] reply, ARGV[8] turn ids kept, ARGV[9..] messages.
 # Returns {'missing'}, {'conflict', version} or {'ok', version, system prompt,
-# max_history_length, messages...}.
+# max_history_length, metadata, messages...}.
 COMMIT = (
     IS_LIVE
     + """
 local fields = redis.call('HMGET', KEYS[1], 'updated_at', 'system_prompt',
-    'max_history_length', 'version')
+    'max_history_length', 'version', 'metadata')
 if not is_live(fields[1]) then return {'missing'} end
 local version = tonumber(fields[4])
 if version ~= tonumber(ARGV[5]) then return {'conflict', version} end
@@ -87,7 +88,7 @@ if ARGV[6] ~= '' then
 end
 redis.call('ZADD', KEYS[5], ARGV[3], ARGV[1])
 refresh_ttl(ARGV[4])
-local result = {'ok', version, fields[2], fields[3]}
+local result = {'ok', version, fields[2], fields[3], fields[5] or ''}
 for _, message in ipairs(redis.call('LRANGE', KEYS[2], 0, -1)) do
     table.insert(result, message)
 end
@@ -167,6 +168,7 @@ def decode_state(
     version: str | int,
     messages: Sequence[str],
     updated_at: str | float | None = None,
+    metadata: str | None = None,
 ) -> ConversationState:
     """Build the state a script returned: its fields and the encoded messages."""
     return ConversationState(
@@ -176,4 +178,5 @@ def decode_state(
         tuple(ChatMessage.from_record(json.loads(message)) for message in messages),
         int(version),
         None if updated_at is None else float(updated_at),
+        decode_metadata(metadata),
     )

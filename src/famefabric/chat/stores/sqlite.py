@@ -39,6 +39,7 @@ from typing import Self
 import aiosqlite
 
 from famefabric.chat.conversation import ConversationState, trim, turn_messages
+from famefabric.chat.metadata import decode_metadata, encode_metadata
 from famefabric.chat.stores._contract import (
     KEPT_TURN_IDS,
     ConversationExists,
@@ -228,13 +229,14 @@ class SQLiteConversationStore:
                 await db.execute("DELETE FROM conversations WHERE id = ?", (state.conversation_id,))
             await db.execute(
                 "INSERT INTO conversations (id, system_prompt, max_history_length, version, "
-                "updated_at) VALUES (?, ?, ?, ?, ?)",
+                "updated_at, metadata) VALUES (?, ?, ?, ?, ?, ?)",
                 (
                     state.conversation_id,
                     state.system_prompt,
                     state.max_history_length,
                     state.version,
                     now,
+                    encode_metadata(state.metadata),
                 ),
             )
             await append(db, state.conversation_id, 0, history)
@@ -248,16 +250,22 @@ class SQLiteConversationStore:
         now = self._clock()
         async with self._transaction(write=False) as db:
             rows = await db.execute_fetchall(
-                "SELECT system_prompt, max_history_length, version, updated_at "
+                "SELECT system_prompt, max_history_length, version, updated_at, metadata "
                 "FROM conversations WHERE id = ? AND updated_at >= ?",
                 (conversation_id, self._cutoff(now)),
             )
             if not rows:
                 return None
-            ((system_prompt, max_history_length, version, updated_at),) = rows
+            ((system_prompt, max_history_length, version, updated_at, pairs),) = rows
             history = await load_history(db, conversation_id)
         return ConversationState(
-            conversation_id, system_prompt, max_history_length, history, version, updated_at
+            conversation_id,
+            system_prompt,
+            max_history_length,
+            history,
+            version,
+            updated_at,
+            decode_metadata(pairs),
         )
 
     async def commit_turn(
@@ -284,13 +292,14 @@ class SQLiteConversationStore:
         async with self._transaction() as db:
             rows = await db.execute_fetchall(
                 "SELECT system_prompt, max_history_length, version, "
-                "(SELECT coalesce(max(seq), -1) FROM messages WHERE conversation_id = id) "
+                "(SELECT coalesce(max(seq), -1) FROM messages WHERE conversation_id = id), "
+                "metadata "
                 "FROM conversations WHERE id = ? AND updated_at >= ?",
                 (conversation_id, self._cutoff(now)),
             )
             if not rows:
                 raise ConversationNotFound(conversation_id)
-            ((system_prompt, max_history_length, version, last_seq),) = rows
+            ((system_prompt, max_history_length, version, last_seq, pairs),) = rows
             if version != expected_version:
                 raise VersionConflict(conversation_id, expected_version, version)
             version += 1
@@ -316,7 +325,12 @@ class SQLiteConversationStore:
                 )
             history = await load_history(db, conversation_id)
         return ConversationState(
-            conversation_id, system_prompt, max_history_length, history, version
+            conversation_id,
+            system_prompt,
+            max_history_length,
+            history,
+            version,
+            metadata=decode_metadata(pairs),
         )
 
     async def find_turn(self, conversation_id: str, turn_id: str) -> str | None:

@@ -27,7 +27,8 @@ SCHEMA = (
         system_prompt TEXT NOT NULL,
         max_history_length INTEGER NOT NULL,
         version INTEGER NOT NULL,
-        updated_at REAL NOT NULL
+        updated_at REAL NOT NULL,
+        metadata TEXT
     )""",
     "CREATE INDEX IF NOT EXISTS conversations_by_activity ON conversations (updated_at)",
     """CREATE TABLE IF NOT EXISTS messages (
@@ -62,7 +63,7 @@ _ROLES: dict[str, Role] = {"system": "system", "user": "user", "assistant": "ass
 
 
 async def create_schema(db: aiosqlite.Connection) -> None:
-    """Create the tables, and add the usage columns to an older ``messages`` table.
+    """Create the tables; add the usage columns and ``conversations.metadata`` to older ones.
 
     Runs inside the caller's write transaction, so that two processes opening
     one older file at once add each column once.
@@ -73,6 +74,9 @@ async def create_schema(db: aiosqlite.Connection) -> None:
     for column in USAGE_COLUMNS:
         if column not in present:
             await db.execute(f"ALTER TABLE messages ADD COLUMN {column} INTEGER")
+    columns = {row[1] for row in await db.execute_fetchall("PRAGMA table_info(conversations)")}
+    if "metadata" not in columns:  # a file from before conversation metadata
+        await db.execute("ALTER TABLE conversations ADD COLUMN metadata TEXT")
 
 
 async def append(
