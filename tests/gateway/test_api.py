@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -305,14 +306,35 @@ async def test_bad_requests_are_400_and_413(stack: Stack, client: openai.AsyncOp
     with pytest.raises(openai.BadRequestError) as info:
         await client.responses.create(input=[{"role": "bogus", "content": "x"}])  # type: ignore[list-item]
     assert "input" in info.value.message
-    body = json.dumps({"input": "x" * (2 << 20)}).encode()
-    request = urllib.request.Request(
-        f"{stack.url}/v1/responses", data=body, headers={"Content-Type": "application/json"}
+    # A 2 MiB body is refused from its Content-Length, before it is read: the client
+    # sends the head and a first piece only, then reads the answer (a client sending
+    # all of it may meet a closed socket, depending on timing).
+    status, answer = await early_answer(stack.url, "/v1/responses", content_length=2 << 20)
+    assert status == 413
+    assert json.loads(answer)["error"]["code"] == "body_too_large"
+
+
+async def early_answer(base_url: str, path: str, *, content_length: int) -> tuple[int, bytes]:
+    """POST a head announcing ``content_length`` bytes and 1 KiB of them; return the answer."""
+    url = urllib.parse.urlsplit(base_url)
+    reader, writer = await asyncio.wait_for(
+        asyncio.open_connection(url.hostname, url.port), timeout=WAIT
     )
-    with pytest.raises(urllib.error.HTTPError) as http_info:
-        await asyncio.to_thread(urllib.request.urlopen, request, timeout=WAIT)
-    assert http_info.value.code == 413
-    assert json.loads(http_info.value.read())["error"]["code"] == "body_too_large"
+    try:
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: {url.netloc}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {content_length}\r\n"
+            "Connection: close\r\n\r\n"
+        )
+        writer.write(head.encode() + b'{"input": "' + b"x" * 1024)
+        await writer.drain()
+        # The gateway answers and closes ("Connection: close"): read to the end.
+        raw = await asyncio.wait_for(reader.read(), timeout=WAIT)
+    finally:
+        writer.close()
+    head_bytes, _, body = raw.partition(b"\r\n\r\n")
+    status = int(head_bytes.split(b" ", 2)[1])
+    return status, body
 
 
 async def test_too_many_streams_is_429(stack: Stack, module_processes: ProcessPool) -> None:

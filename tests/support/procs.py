@@ -36,7 +36,7 @@ INTEROP_VENV_SCRIPT = REPO_ROOT / "scripts" / "interop-venv.sh"
 PEERS_DIR = REPO_ROOT / "tests" / "interop" / "peers"
 OUR_AGENTS_DIR = REPO_ROOT / "tests" / "interop" / "agents"
 
-READY_TIMEOUT = 30.0
+READY_TIMEOUT = 60.0  # a deadline, met in seconds; the Naylence peers start slowly on a busy machine
 """Seconds a process may take to become ready (a Naylence peer needs 2 s on an idle machine)."""
 STOP_GRACE = 5.0
 """Seconds between SIGTERM and SIGKILL."""

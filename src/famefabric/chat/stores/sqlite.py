@@ -27,10 +27,9 @@ of the process; only a power loss may drop the last turns.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
@@ -47,6 +46,7 @@ from famefabric.chat.stores._contract import (
     StoreUnavailable,
     VersionConflict,
 )
+from famefabric.chat.stores.shielded import to_the_end
 from famefabric.chat.stores.sqlite_schema import (
     append,
     create_schema,
@@ -55,31 +55,6 @@ from famefabric.chat.stores.sqlite_schema import (
 )
 from famefabric.chat.usage import TokenUsage
 from famefabric.options import optional_positive_seconds
-
-
-async def _to_the_end(statement: Awaitable[object]) -> None:
-    """Await a statement that must finish even when the caller is cancelled meanwhile.
-
-    The statement runs in aiosqlite's thread whatever happens to the awaiting
-    task; awaiting it to its end keeps :attr:`in_transaction` true to the
-    connection's state. A cancel is raised again once it has finished.
-    """
-    await _finish(asyncio.ensure_future(statement))
-
-
-async def _finish(task: asyncio.Future[object]) -> None:
-    """Await ``task`` to its end; cancels of the caller meanwhile are raised after it.
-
-    A second cancel while waiting does not cut the wait short either (``gather``
-    would cancel the task itself): the work already runs in aiosqlite's thread.
-    """
-    try:
-        await asyncio.shield(task)
-    except asyncio.CancelledError:
-        while not task.done():
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.shield(task)
-        raise
 
 
 class SQLiteConversationStore:
@@ -188,16 +163,16 @@ class SQLiteConversationStore:
                 db = await self._connection()
                 try:
                     if db.in_transaction:  # left open by a call cancelled at its very end
-                        await _to_the_end(db.execute("ROLLBACK"))
-                    await _to_the_end(db.execute("BEGIN IMMEDIATE" if write else "BEGIN"))
+                        await to_the_end(db.execute("ROLLBACK"))
+                    await to_the_end(db.execute("BEGIN IMMEDIATE" if write else "BEGIN"))
                     yield db
-                    await _to_the_end(db.execute("COMMIT"))
+                    await to_the_end(db.execute("COMMIT"))
                 except BaseException:
                     # Also when cancelled (a caller closing its stream): a transaction
                     # left open would refuse every later BEGIN. SQLite may already
                     # have rolled back (e.g. on a full disk).
                     if db.in_transaction:
-                        await _to_the_end(db.execute("ROLLBACK"))
+                        await to_the_end(db.execute("ROLLBACK"))
                     raise
             except OSError as exc:
                 raise StoreUnavailable(self.url, str(exc)) from exc
@@ -464,7 +439,7 @@ class SQLiteConversationStore:
         cancel is raised after it), so no connection or worker thread is left behind
         to report to a closed event loop.
         """
-        await _finish(asyncio.ensure_future(self._close()))
+        await to_the_end(self._close())
 
     async def _close(self) -> None:
         async with self._lock:
