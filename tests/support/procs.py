@@ -36,8 +36,9 @@ INTEROP_VENV_SCRIPT = REPO_ROOT / "scripts" / "interop-venv.sh"
 PEERS_DIR = REPO_ROOT / "tests" / "interop" / "peers"
 OUR_AGENTS_DIR = REPO_ROOT / "tests" / "interop" / "agents"
 
-READY_TIMEOUT = 60.0  # a deadline, met in seconds; the Naylence peers start slowly on a busy machine
-"""Seconds a process may take to become ready (a Naylence peer needs 2 s on an idle machine)."""
+READY_TIMEOUT = 60.0
+"""Seconds a process may take to become ready: a deadline (a Naylence peer needs 2 s on an
+idle machine, and more than 30 s was seen on a busy one)."""
 STOP_GRACE = 5.0
 """Seconds between SIGTERM and SIGKILL."""
 POLL_INTERVAL = 0.05
