@@ -93,8 +93,8 @@ function titleOf(conversation) {
   return conversation?.title || conversation?.metadata?.title || "";
 }
 
-// The chat agent stores no metadata, so the agent address each conversation talks
-// to is remembered in this browser (all its tabs), by conversation id.
+// The agent address each conversation talks to is remembered in this browser (all
+// its tabs), by conversation id; conversations made elsewhere use the default.
 const AGENTS_KEY = "fame.agents";
 const MAX_REMEMBERED = 200;
 
