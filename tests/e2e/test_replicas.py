@@ -36,7 +36,7 @@ import redis.asyncio as aioredis
 from support.agents import AgentSpec, our_chat_agent, start_agents, wait_agent_ready
 from support.clients import ClientJob, run_clients
 from support.pool import ProcessPool
-from support.procs import FAME, OUR_PYTHON, REPO_ROOT, ManagedProcess, base_env
+from support.procs import FAME, OUR_PYTHON, REPO_ROOT, ManagedProcess, base_env, wait_for
 from support.sentinels import OurSentinel
 
 from famefabric import Agent, ConnectionClosed, FameFabric, NoRoute, RemoteError
@@ -487,6 +487,7 @@ CONVERSATIONS = 200
 TURNS = 20
 CONCURRENCY = 50
 MAX_ATTEMPTS = 10
+VICTIM_CALLS = 5  # turns of the victim's conversations in flight when it is killed
 
 
 def load_question(conversation: str, turn: int) -> str:
@@ -503,6 +504,7 @@ class Load:
     retries: Counter[str] = field(default_factory=Counter)
     wrong: list[str] = field(default_factory=list)
     halfway: asyncio.Event = field(default_factory=asyncio.Event)
+    asking: set[str] = field(default_factory=set)  # conversations with a turn in flight
 
     async def start(self, conversation: str) -> None:
         for attempt in range(MAX_ATTEMPTS):
@@ -522,11 +524,14 @@ class Load:
         question = load_question(conversation, turn)
         turn_id = f"{conversation}/{turn}"
         for _ in range(MAX_ATTEMPTS):
+            self.asking.add(conversation)
             try:
                 reply = await self.chat.run_turn(conversation, question, turn_id=turn_id)
                 break
             except (NoRoute, ConnectionClosed) as exc:
                 self.retries[type(exc).__name__] += 1
+            finally:
+                self.asking.discard(conversation)
         else:
             raise AssertionError(f"turn {turn_id} failed {MAX_ATTEMPTS} times")
         if reply != answer(turn, question):
@@ -562,8 +567,17 @@ async def test_200_conversations_over_3_replicas_lose_and_duplicate_no_turn_acro
     async with chat_client(sentinel, call_timeout=LEASE_EXPIRY) as chat:
         driver = Load(chat)
 
+        cut: set[str] = set()
+
         async def kill_and_restart_halfway() -> None:
             await driver.halfway.wait()
+            # Kill only while turns of the victim's own conversations are in flight, so the
+            # kill is known to cut calls (its log names the conversations it started).
+            ours = started_conversations(victim)
+            assert await wait_for(lambda: len(driver.asking & ours) >= VICTIM_CALLS, within=30), (
+                f"no {VICTIM_CALLS} turns of the victim's conversations were ever in flight at once"
+            )
+            cut.update(driver.asking & ours)
             victim.kill9()
             await start_again(victim, spec)
 
@@ -575,8 +589,12 @@ async def test_200_conversations_over_3_replicas_lose_and_duplicate_no_turn_acro
         finally:
             fault.cancel()
 
+    print(f"killed with {len(cut)} of its conversations asking; retries {driver.retries}")
     assert driver.wrong == [], f"{len(driver.wrong)} replies lacked history: {driver.wrong[:5]}"
-    assert sum(driver.retries.values()) > 0, "the kill cut no call: the test proved nothing"
+    assert sum(driver.retries.values()) > 0, (
+        f"the kill cut no call ({len(cut)} of the victim's conversations were asking): "
+        "the test proved nothing"
+    )
     assert started_conversations(victim), "the restarted replica took no conversation"
     async with open_store(redis.url) as store:
         for conversation in conversations:

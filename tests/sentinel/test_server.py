@@ -803,21 +803,32 @@ async def test_attach_and_detach_cycles_leave_no_memory_behind() -> None:
             await cycle(i)
         client.credits.clear()
         gc.collect()
+        # A leak retains memory in every window; a one-off (a timer heap resized, a
+        # free list refilled while the machine is loaded) shows in one window only.
+        windows, cycles = 3, 150
+        per_cycle: list[float] = []
+        largest: list[str] = []
         tracemalloc.start()
         try:
             before = tracemalloc.take_snapshot()
-            cycles = 300
-            for i in range(cycles):
-                await cycle(i)
-            client.credits.clear()
-            gc.collect()
-            after = tracemalloc.take_snapshot()
+            for window in range(windows):
+                for i in range(cycles):
+                    await cycle(window * cycles + i)
+                client.credits.clear()
+                gc.collect()
+                after = tracemalloc.take_snapshot()
+                stats = after.compare_to(before, "filename")
+                per_cycle.append(sum(stat.size_diff for stat in stats) / cycles)
+                largest.append(str(stats[0]) if stats else "nothing")
+                before = after
         finally:
             tracemalloc.stop()
-        growth = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
         # What remains (typically 50-150 B per cycle) is asyncio's timer heap and
         # stdlib date-formatting internals of the websockets handshake, all bounded.
-        assert growth / cycles < 512, f"{growth / cycles:.0f} bytes retained per attach/detach"
+        assert min(per_cycle) < 512, (
+            f"{[round(b) for b in per_cycle]} bytes retained per attach/detach in each window; "
+            f"most by: {largest}"
+        )
         assert sentinel.stats() == {
             "nodes": 1,
             "addresses": 0,
