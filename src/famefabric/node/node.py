@@ -14,14 +14,14 @@ work, each in its own module:
 
 They are built and wired to each other in :mod:`famefabric.node.assembly`.
 
-Every task the node starts lives in its :class:`~famefabric.node.tasks.TaskScope`,
-an :class:`asyncio.TaskGroup` entered through an :class:`~contextlib.AsyncExitStack`
-by ``__aenter__`` and left by ``__aexit__``; :meth:`Node.close` cancels them. ``__aenter__`` starts the
-supervisor in the group and returns once it reports the first attach (as
-trio's ``nursery.start()``, :mod:`famefabric.node.tasks`). The connection's
-state is one :class:`~famefabric.node.state.LinkState`, shared with the
-supervisor. Envelopes for the node's own addresses never touch the wire: the
-sentinel would refuse to route them back to their sender (§7.2).
+Every task the node starts lives in its :class:`~famefabric.node.tasks.TaskScope`, an
+:class:`asyncio.TaskGroup` entered through an :class:`~contextlib.AsyncExitStack` by
+``__aenter__`` and left by ``__aexit__``; :meth:`Node.close` cancels them. ``__aenter__``
+starts the supervisor in the group and returns once it reports the first attach (as trio's
+``nursery.start()``, :mod:`famefabric.node.tasks`). The connection's state is one
+:class:`~famefabric.node.state.LinkState`, shared with the supervisor. Envelopes for the
+node's own addresses never touch the wire: the sentinel would refuse to route them back to
+their sender (§7.2).
 """
 
 from __future__ import annotations
@@ -116,11 +116,7 @@ class Node:
         tls: ssl.SSLContext | None = None,
     ) -> None:
         bases = admission_bases(admission_url, default_connect=connect is None, system_id=system_id)
-        heartbeat_interval = positive_seconds("heartbeat_interval", heartbeat_interval)
-        heartbeat_timeout = positive_seconds("heartbeat_timeout", heartbeat_timeout)
         default_timeout = positive_seconds("default_timeout", default_timeout)
-        attach_timeout = positive_seconds("attach_timeout", attach_timeout)
-        max_initial_attempts = count("max_initial_attempts", max_initial_attempts)
         max_queued = count("max_queued", max_queued)
         self.system_id: str = system_id or new_id()
         """This node's system id, the last segment of its physical path."""
@@ -136,10 +132,10 @@ class Node:
             connect=connect or websocket_connector(token, tls),
             accepted_logicals=accepted_logicals,
             timing=Timing(
-                heartbeat_interval=heartbeat_interval,
-                heartbeat_timeout=heartbeat_timeout,
-                attach_timeout=attach_timeout,
-                max_initial_attempts=max_initial_attempts,
+                heartbeat_interval=positive_seconds("heartbeat_interval", heartbeat_interval),
+                heartbeat_timeout=positive_seconds("heartbeat_timeout", heartbeat_timeout),
+                attach_timeout=positive_seconds("attach_timeout", attach_timeout),
+                max_initial_attempts=count("max_initial_attempts", max_initial_attempts),
                 reconnect=reconnect,
                 backoff=backoff or backoff_delays,
             ),

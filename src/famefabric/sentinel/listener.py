@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Response
+from websockets.protocol import State
 from websockets.typing import Subprotocol
 
 from famefabric.sentinel.system_ids import is_valid_system_id
@@ -59,6 +60,29 @@ def json_response(
     response.headers["Content-Type"] = "application/json"
     response.headers["Content-Length"] = str(len(data))
     return response
+
+
+def health_response(
+    connection: ServerConnection,
+    counts: Mapping[str, int],
+    system_id: str,
+    cluster: Mapping[str, Any] | None,
+) -> Response:
+    """The attach listener's health answer: node and address counts, and the cluster's view."""
+    body: dict[str, Any] = {
+        "status": "healthy",
+        "nodes": counts["nodes"],
+        "addresses": counts["addresses"],
+        "systemId": system_id,
+    }
+    if cluster is not None:
+        body["cluster"] = cluster
+    return json_response(connection, HTTPStatus.OK, body)
+
+
+def is_closed(connection: ServerConnection) -> bool:
+    """Whether the connection is closed (the connection gate's test)."""
+    return connection.state is State.CLOSED
 
 
 def forbidden(connection: ServerConnection) -> Response:

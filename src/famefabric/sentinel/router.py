@@ -44,11 +44,8 @@ from famefabric.routing import (
 from famefabric.routing.decisions import Decision
 from famefabric.sentinel import spans
 from famefabric.sentinel.actions import (
-    CREDITS_EXCEEDED,
     DESTINATION_BUSY,
-    FORBIDDEN,
     INVALID_ENVELOPE,
-    PEER_PREFIX,
     SLOW_CONSUMER_CLOSE,
     TOO_MANY_REQUESTS,
     Action,
@@ -68,13 +65,6 @@ log = logging.getLogger("famefabric.sentinel")
 
 MAX_JSON_DEPTH = 254
 """Deepest nesting of JSON arrays and objects the sentinel re-serializes (orjson's limit)."""
-
-# Re-exported: other modules imported these from here before they moved to actions.
-__all__ = [
-    "CREDITS_EXCEEDED", "DESTINATION_BUSY", "FORBIDDEN", "INVALID_ENVELOPE", "PEER_PREFIX",
-    "SLOW_CONSUMER_CLOSE", "TOO_MANY_REQUESTS", "Action", "Close", "ClusterRoutes", "Origin",
-    "Remote", "Router", "Send",
-]  # fmt: skip
 
 _DEBUG = logging.DEBUG
 _NACKS = {code: metrics.NACKS.labels(code) for code in metrics.NACK_CODES}

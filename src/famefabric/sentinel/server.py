@@ -27,7 +27,6 @@ from typing import Self
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
-from websockets.protocol import State
 
 from famefabric.envelope_log import EnvelopePrinter
 from famefabric.errors import ConfigurationError
@@ -53,6 +52,8 @@ from famefabric.sentinel.listener import (
     NOT_FOUND,
     attach_target,
     forbidden,
+    health_response,
+    is_closed,
     is_websocket_upgrade,
     json_response,
     select_subprotocol,
@@ -156,7 +157,7 @@ class Sentinel:
         self._limits = limits if limits is not None else SentinelLimits()
         self._connection_limits = connection_limits or AdmissionLimits()
         self._gate: ConnectionGate[ServerConnection] = ConnectionGate(
-            self._connection_limits.max_connections, is_closed=_is_closed
+            self._connection_limits.max_connections, is_closed=is_closed
         )
         self._inflight = InflightRequests(
             ttl=inflight_ttl,
@@ -382,16 +383,8 @@ class Sentinel:
     ) -> Response | None:
         path = request.path.partition("?")[0]
         if path == ATTACH_HEALTH_PATH:
-            counts = self.table.counts()
-            body = {
-                "status": "healthy",
-                "nodes": counts["nodes"],
-                "addresses": counts["addresses"],
-                "systemId": self._system_id,
-            }
-            if self._cluster is not None:
-                body["cluster"] = self._cluster.health()
-            return json_response(connection, HTTPStatus.OK, body)
+            cluster = self._cluster.health() if self._cluster is not None else None
+            return health_response(connection, self.table.counts(), self._system_id, cluster)
         if path == INGRESS_HEALTH_PATH:
             return json_response(connection, HTTPStatus.OK, {"status": "healthy"})
         if path == metrics.METRICS_PATH:
@@ -453,7 +446,3 @@ class Sentinel:
                 spans.expired(expired)
             if expired:
                 log.debug("forgot %d unanswered requests past their deadline", len(expired))
-
-
-def _is_closed(connection: ServerConnection) -> bool:
-    return connection.state is State.CLOSED

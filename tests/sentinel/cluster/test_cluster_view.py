@@ -7,10 +7,10 @@ import pytest
 from famefabric.errors import ProtocolError
 from famefabric.protocol.address import parse_address
 from famefabric.routing import Deliver, Reject, RoutingTable
+from famefabric.sentinel.actions import Remote
 from famefabric.sentinel.cluster.routes import reroute
 from famefabric.sentinel.cluster.view import ClusterView, snapshot
 from famefabric.sentinel.inflight import InflightRequests
-from famefabric.sentinel.router import Remote
 
 
 def table_with(*bindings: tuple[str, str]) -> RoutingTable:
