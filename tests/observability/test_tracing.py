@@ -27,6 +27,7 @@ from support.pool import ProcessPool
 from support.procs import wait_for
 from support.sentinels import OurSentinel
 
+from famefabric.observability import tracing
 from famefabric.testing import OpenAIStubServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
@@ -279,3 +280,59 @@ async def test_tracing_off_imports_no_opentelemetry() -> None:
     )
     out, _ = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 0 and out.decode().strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [("00", True), ("02", True), ("fe", True), ("01", False), ("03", False), ("ff", False)],
+)
+def test_a_hop_reads_the_sampled_bit_of_the_trace_flags(flags: str, expected: bool) -> None:
+    """Bit 0 says sampled; bit 1 (a random trace id, set by recent SDKs) says nothing of it."""
+    assert tracing.unsampled({"traceparent": f"00-{'a' * 32}-{'b' * 16}-{flags}"}) is expected
+
+
+@pytest.mark.parametrize(
+    "meta",
+    [
+        None,
+        {},
+        {"traceparent": 7},
+        {"traceparent": f"00-{'a' * 32}-{'b' * 16}-zz"},
+        {"traceparent": f"00-{'a' * 32}-{'b' * 16}-0"},
+        {"traceparent": f"00-{'a' * 32}-{'b' * 16}x00"},
+    ],
+)
+def test_a_missing_or_malformed_trace_context_is_not_taken_as_unsampled(meta: object) -> None:
+    assert tracing.unsampled(meta) is False
+
+
+async def test_hops_skip_the_calls_the_sdk_did_not_sample_and_trace_the_ones_it_did() -> None:
+    """What the real SDK puts in a request's meta at ratio 0 and at 1 is read right by a hop."""
+    code = (
+        "import json, sys;"
+        "from famefabric.observability import tracing;"
+        "from famefabric.node import call_spans;"
+        "assert tracing.setup('x', force=True);"
+        "requests = [{'meta': {}} for _ in range(50)];"
+        "[call_spans.end(call_spans.start('m', 'a@fame.fabric', r, streaming=False)) "
+        "for r in requests];"
+        "print(json.dumps([tracing.unsampled(r['meta']) for r in requests]))"
+    )
+    answers = {}
+    for sampler in ("parentbased_traceidratio", "parentbased_always_on"):
+        env = {
+            **os.environ,
+            "OTEL_TRACES_EXPORTER": "none",
+            "OTEL_TRACES_SAMPLER": sampler,
+            "OTEL_TRACES_SAMPLER_ARG": "0",
+        }
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", code, stdout=asyncio.subprocess.PIPE, env=env
+        )
+        out, _ = await asyncio.wait_for(process.communicate(), 30)
+        assert process.returncode == 0
+        answers[sampler] = json.loads(out)
+    assert answers == {
+        "parentbased_traceidratio": [True] * 50,
+        "parentbased_always_on": [False] * 50,
+    }

@@ -50,6 +50,7 @@ TRACEPARENT = "traceparent"
 TRACESTATE = "tracestate"
 
 _parent_based = True
+_UNSAMPLED_FLAGS = frozenset(("00", "02"))  # the common ones, without parsing
 _tracer: Tracer | None = None
 _provider: TracerProvider | None = None
 _otel: Any = None  # the OpenTelemetry modules, once imported
@@ -184,7 +185,17 @@ def unsampled(meta: object) -> bool:
     if not _parent_based or type(meta) is not dict:
         return False
     traceparent = meta.get(TRACEPARENT)
-    return type(traceparent) is str and traceparent.endswith("-00")
+    # version-traceid-parentid-flags; of the flags, bit 0 is "sampled" (bit 1,
+    # "random trace id", is set by recent SDKs: "-02" is not sampled either).
+    if type(traceparent) is not str or len(traceparent) != 55 or traceparent[52] != "-":
+        return False
+    flags = traceparent[53:]
+    if flags in _UNSAMPLED_FLAGS:
+        return True
+    try:
+        return not int(flags, 16) & 1
+    except ValueError:
+        return False
 
 
 def _kind(name: str) -> Any:
