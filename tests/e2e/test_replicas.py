@@ -569,15 +569,19 @@ async def test_200_conversations_over_3_replicas_lose_and_duplicate_no_turn_acro
 
         cut: set[str] = set()
 
+        def asking_the_victim() -> set[str]:
+            # Its log names the conversations it started: read anew each time, as halfway
+            # is when a wave of conversations is being started.
+            return driver.asking & started_conversations(victim)
+
         async def kill_and_restart_halfway() -> None:
             await driver.halfway.wait()
             # Kill only while turns of the victim's own conversations are in flight, so the
-            # kill is known to cut calls (its log names the conversations it started).
-            ours = started_conversations(victim)
-            assert await wait_for(lambda: len(driver.asking & ours) >= VICTIM_CALLS, within=30), (
+            # kill is known to cut calls.
+            assert await wait_for(lambda: len(asking_the_victim()) >= VICTIM_CALLS, within=30), (
                 f"no {VICTIM_CALLS} turns of the victim's conversations were ever in flight at once"
             )
-            cut.update(driver.asking & ours)
+            cut.update(asking_the_victim())
             victim.kill9()
             await start_again(victim, spec)
 
