@@ -11,6 +11,7 @@ from pathlib import Path
 import pexpect
 import pytest
 import pytest_asyncio
+from support.clients import fame_chat
 from support.pool import ProcessPool
 from support.sentinels import OurSentinel, admission_url
 
@@ -112,14 +113,7 @@ def test_an_llm_error_is_printed_and_the_repl_goes_on(
 
 
 def test_piped_questions_are_answered_one_per_line(stack: dict[str, str]) -> None:
-    result = subprocess.run(
-        [FAME, "chat", "--no-stream"],
-        input="first\n\nsecond\n",
-        env=stack,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = fame_chat(stack, "--no-stream", questions="first\n\nsecond\n")
     assert result.returncode == 0, result.stderr
     answers = [line for line in result.stdout.splitlines() if line.startswith("A> ")]
     assert answers == ["A> echo(2): first", "A> echo(4): second"]
@@ -136,26 +130,12 @@ def test_unreachable_sentinel_and_missing_agent_exit_with_code_two(
     empty_sentinel: OurSentinel,
 ) -> None:
     env = {"FAME_DIRECT_ADMISSION_URL": admission_url(free_port())}
-    result = subprocess.run(
-        [FAME, "chat"],
-        input="",
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = fame_chat({**os.environ, **env}, questions="")
     assert result.returncode == 2
     assert "cannot reach the sentinel at ws://127.0.0.1:" in result.stderr
     assert "Traceback" not in result.stderr
 
-    result = subprocess.run(
-        [FAME, "chat"],
-        input="",
-        env={**os.environ, **empty_sentinel.node_env()},
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = fame_chat({**os.environ, **empty_sentinel.node_env()}, questions="")
     assert result.returncode == 2
     assert result.stderr.startswith("no agent at chat@fame.fabric — is it running?")
 
@@ -175,14 +155,7 @@ def test_multi_line_messages_and_slash_commands_from_a_pipe(stack: dict[str, str
         "after\n"
         "/bogus\n"
     )
-    result = subprocess.run(
-        [FAME, "chat", "--no-stream"],
-        input=questions,
-        env=stack,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = fame_chat(stack, "--no-stream", questions=questions)
     assert result.returncode == 0, result.stderr
     out = result.stdout
     # Two messages of two lines each: two turns, not four.

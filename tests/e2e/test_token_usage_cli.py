@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from support.clients import fame_chat
 from support.pool import ProcessPool
 
 from famefabric.testing import OpenAIStubServer
@@ -61,14 +62,7 @@ async def stack(module_processes: ProcessPool, llm: OpenAIStubServer, store: str
 
 
 def chat(env: dict[str, str], *args: str, questions: str) -> str:
-    result = subprocess.run(
-        [FAME, "chat", *args],
-        input=questions,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = fame_chat(env, *args, questions=questions)
     assert result.returncode == 0, result.stderr
     return result.stdout
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from support.pool import ProcessPool
 from support.procs import (
+    FAME,
     INTEROP_PYTHON,
     INTEROP_VENV_SCRIPT,
     OUR_AGENTS_DIR,
@@ -170,3 +171,17 @@ def check_interop_venv(*, timeout: float = 900.0) -> tuple[int, str]:
     except subprocess.TimeoutExpired:
         return 4, f"{INTEROP_VENV_SCRIPT} did not finish within {timeout:g} s"
     return done.returncode, (done.stdout + done.stderr).strip()
+
+
+def fame_chat(
+    env: Mapping[str, str], *args: str, questions: str
+) -> subprocess.CompletedProcess[str]:
+    """Run ``fame chat`` with ``questions`` piped in; its output captured as text (30 s at most)."""
+    return subprocess.run(
+        [FAME, "chat", *args],
+        input=questions,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
